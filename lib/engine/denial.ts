@@ -1,0 +1,135 @@
+// Turns a reject() into bytes: picks the body and its framing (Content-Length
+// for text, bytes and JSON; chunked for a stream) and streams with backpressure.
+import { Readable, type Duplex } from 'node:stream'
+import { FST_WS_GATE_BODY_STREAM_ERROR, FST_WS_GATE_INVALID_BODY } from '../errors.js'
+import type { RejectDecision } from './decision.js'
+import {
+  allowsBody, checkStatus, closeAfter, errorBody, hasHeader, JSON_TYPE, latin1,
+  responseHead, sendResponse, toHeaderPairs, type HeaderPairs
+} from './http.js'
+import type { HandshakeLogger } from './handshake.js'
+
+export interface Denial {
+  status: number
+  headers: HeaderPairs
+  body: Buffer | Readable | null
+}
+
+/** Validates a reject() and settles its body; throws a coded error when it cannot be sent. */
+export function prepareDenial (decision: RejectDecision): Denial {
+  const status = checkStatus(decision.status)
+  const headers = toHeaderPairs(decision.headers)
+  const { reason, body } = decision
+  if (reason !== undefined && typeof reason !== 'string') {
+    throw new FST_WS_GATE_INVALID_BODY(`the reason must be a string, got ${typeof reason}`)
+  }
+  if (!allowsBody(status)) {
+    if (body instanceof Readable) body.destroy()
+    return { status, headers, body: null }
+  }
+  let bytes: Buffer | Readable | null
+  let type: string
+  if (body === undefined || body === null) {
+    if (reason === undefined) return { status, headers, body: null }
+    bytes = errorBody(status, reason)
+    type = JSON_TYPE
+  } else if (typeof body === 'string') {
+    bytes = Buffer.from(body)
+    type = 'text/plain; charset=utf-8'
+  } else if (body instanceof Uint8Array) {
+    bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength)
+    type = 'application/octet-stream'
+  } else if (body instanceof Readable) {
+    bytes = body
+    type = 'application/octet-stream'
+  } else if (typeof body === 'object' && (Array.isArray(body) || isPlainObject(body))) {
+    bytes = Buffer.from(toJSON(body))
+    type = JSON_TYPE
+  } else {
+    throw new FST_WS_GATE_INVALID_BODY(`expected a string, bytes, a plain object or a readable stream, got ${describe(body)}`)
+  }
+  if (!hasHeader(headers, 'content-type')) headers.push(['Content-Type', type])
+  return { status, headers, body: bytes }
+}
+
+function isPlainObject (value: object): boolean {
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
+function toJSON (value: unknown): string {
+  try {
+    return JSON.stringify(value)
+  } catch (err) {
+    throw new FST_WS_GATE_INVALID_BODY(`it cannot be serialised as JSON (${(err as Error).message})`)
+  }
+}
+
+export function describe (value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  if (typeof value === 'object') return `an instance of ${value.constructor?.name ?? 'a null-prototype object'}`
+  return typeof value
+}
+
+/** Writes a prepared denial and closes the connection after it. */
+export function writeDenial (socket: Duplex, denial: Denial, log: HandshakeLogger): void {
+  const { status, headers, body } = denial
+  if (body instanceof Readable) {
+    streamDenial(socket, status, headers, body, log)
+  } else {
+    sendResponse(socket, status, headers, body)
+  }
+}
+
+// Chunked transfer coding (RFC 9112 §7.1), one chunk per stream chunk, waiting
+// for the socket to drain so that a slow client cannot make us buffer the body.
+function streamDenial (socket: Duplex, status: number, headers: HeaderPairs, body: Readable, log: HandshakeLogger): void {
+  const onClose = (): void => { body.destroy() }
+  socket.on('close', onClose)
+  socket.on('error', onClose)
+  socket.resume()
+  socket.write(latin1(responseHead(status, headers, 'Transfer-Encoding: chunked\r\n')))
+  pump(socket, body).then(() => {
+    socket.removeListener('close', onClose)
+    closeAfter(socket, latin1('0\r\n\r\n'))
+  }, (err: Error) => {
+    body.destroy()
+    if (socket.destroyed) {
+      log.debug({ statusCode: status }, 'client closed the connection during the denial body')
+      return
+    }
+    // The status line is gone; all that is left is to cut the response short,
+    // which the client sees as an incomplete chunked body.
+    socket.destroy()
+    log.error({ err: new FST_WS_GATE_BODY_STREAM_ERROR(err.message) }, 'denial body stream failed')
+  })
+}
+
+const ABORTED = new Error('the client left')
+
+async function pump (socket: Duplex, body: Readable): Promise<void> {
+  for await (const chunk of body) {
+    if (socket.destroyed) throw ABORTED
+    const bytes: unknown = typeof chunk === 'string' ? Buffer.from(chunk) : chunk
+    if (!(bytes instanceof Uint8Array)) throw new TypeError(`a stream chunk must be a string or bytes, got ${describe(bytes)}`)
+    if (bytes.length === 0) continue
+    socket.write(latin1(`${bytes.length.toString(16)}\r\n`))
+    socket.write(bytes)
+    if (!socket.write(latin1('\r\n'))) await drained(socket)
+  }
+  if (socket.destroyed) throw ABORTED
+}
+
+function drained (socket: Duplex): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (): void => {
+      socket.removeListener('drain', done)
+      socket.removeListener('close', done)
+      if (socket.destroyed) reject(ABORTED)
+      else resolve()
+    }
+    socket.on('drain', done)
+    socket.on('close', done)
+  })
+}

@@ -1,0 +1,257 @@
+// The handshake state machine, shared by every face (the Fastify plugin, asgi()):
+//
+//   pending ──accept──▶ accepted   (the face writes the 101)
+//      │ ────deny────▶ denied     (we write the HTTP response and close)
+//      │ ────error───▶ failed     (the face reports the application's error)
+//      │ ──invalid───▶ failed     (we write 500 and log the programming error)
+//      │ ──timeout───▶ timed-out  (we write 503 + Retry-After; the signal aborts)
+//      └ client left ▶ gone       (nothing is written; the signal aborts)
+//
+// Only the first transition counts; whatever arrives later is dropped. While a
+// decision is pending we read from the socket, which is the only way to learn
+// that the client has gone.
+import type { Duplex } from 'node:stream'
+import {
+  FST_WS_GATE_CLIENT_CLOSED,
+  FST_WS_GATE_HANDSHAKE_TIMEOUT,
+  FST_WS_GATE_INVALID_DECISION,
+  FST_WS_GATE_PROTOCOL_NOT_OFFERED
+} from '../errors.js'
+import { isAccept, isDecision } from './decision.js'
+import { describe, prepareDenial, writeDenial, type Denial } from './denial.js'
+import { sendError, toHeaderPairs, type HeaderPairs } from './http.js'
+
+export interface HandshakeLogger {
+  debug (obj: object, msg: string): void
+  warn (obj: object, msg: string): void
+  error (obj: object, msg: string): void
+}
+
+/** What a face provides: the parts of a handshake that depend on the framework. */
+export interface HandshakeFace {
+  /** Writes the 101 and starts the connection (the face owns the WebSocket server). */
+  upgrade (protocol: string | undefined, headers: HeaderPairs): void
+  /** The application failed before deciding. */
+  error (err: unknown): void
+  /** Called once, just before the engine writes a response of its own. */
+  takeover (): void
+}
+
+export interface HandshakeContext {
+  /** Aborts when the client leaves or the handshake times out. */
+  readonly signal: AbortSignal
+  /** The subprotocols offered in Sec-WebSocket-Protocol, in the client's order. */
+  readonly protocols: readonly string[]
+}
+
+export type HandshakeState = 'pending' | 'accepted' | 'denied' | 'failed' | 'timed-out' | 'gone'
+
+/** Seconds a client should wait after a handshake timed out. */
+export const RETRY_AFTER_SECONDS = 5
+
+// A client must wait for the 101 before it sends frames (RFC 6455 §4.1); what
+// it sends early is kept for the WebSocket, up to this much.
+const MAX_EARLY_BYTES = 64 * 1024
+
+const INTERNAL_ERROR = { statusCode: 500, message: 'Internal Server Error' }
+
+export class Handshake {
+  readonly protocols: readonly string[]
+  readonly #socket: Duplex
+  readonly #face: HandshakeFace
+  readonly #log: HandshakeLogger
+  readonly #timeout: number
+  #state: HandshakeState = 'pending'
+  #controller: AbortController | undefined
+  #abortReason: Error | undefined
+  #timer: NodeJS.Timeout | undefined
+  #watching = false
+  #early: Buffer[] | undefined
+  #earlyBytes = 0
+
+  constructor (socket: Duplex, protocols: readonly string[], timeout: number, log: HandshakeLogger, face: HandshakeFace) {
+    this.#socket = socket
+    this.protocols = protocols
+    this.#timeout = timeout
+    this.#log = log
+    this.#face = face
+  }
+
+  get state (): HandshakeState {
+    return this.#state
+  }
+
+  // Made on first use: most handlers never look at it, and a pending
+  // handshake should cost as little memory as possible.
+  get signal (): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController()
+      if (this.#abortReason !== undefined) this.#controller.abort(this.#abortReason)
+    }
+    return this.#controller.signal
+  }
+
+  /** The second argument of a handshake handler. */
+  context (): HandshakeContext {
+    const handshake = this
+    return {
+      protocols: this.protocols,
+      get signal () { return handshake.signal }
+    }
+  }
+
+  /** Takes what a handler returned: a decision, or a promise of one. */
+  decide (result: unknown): void {
+    if (typeof (result as PromiseLike<unknown> | null)?.then === 'function') {
+      this.#watch()
+      ;(result as PromiseLike<unknown>).then(
+        (decision) => this.apply(decision),
+        (err: unknown) => this.fail(err)
+      )
+    } else {
+      this.apply(result)
+    }
+  }
+
+  /** Applies a decision: 101, or the denial it describes, or 500 when it is invalid. */
+  apply (decision: unknown): void {
+    if (this.#state !== 'pending') {
+      this.#late(decision)
+      return
+    }
+    let accepted: [string | undefined, HeaderPairs] | undefined
+    let denial: Denial | undefined
+    try {
+      if (!isDecision(decision)) throw new FST_WS_GATE_INVALID_DECISION(describe(decision))
+      if (isAccept(decision)) {
+        accepted = [this.#checkProtocol(decision.protocol), toHeaderPairs(decision.headers)]
+      } else {
+        denial = prepareDenial(decision)
+      }
+    } catch (err) {
+      this.#invalid(err)
+      return
+    }
+    if (denial !== undefined) {
+      this.deny(denial)
+    } else {
+      this.#settle('accepted')
+      this.#face.upgrade(...accepted as [string | undefined, HeaderPairs])
+    }
+  }
+
+  /** Writes a prepared denial and closes the connection. */
+  deny (denial: Denial): void {
+    this.#settle('denied')
+    this.#face.takeover()
+    this.#log.debug({ statusCode: denial.status }, 'handshake rejected')
+    writeDenial(this.#socket, denial, this.#log)
+  }
+
+  /** The application failed before deciding: the face reports it. */
+  fail (err: unknown): void {
+    if (this.#state !== 'pending') {
+      this.#log.debug({ err, state: this.#state }, 'handshake handler failed after the handshake was settled')
+      return
+    }
+    this.#settle('failed')
+    this.#face.error(err)
+  }
+
+  #checkProtocol (protocol: unknown): string | undefined {
+    if (protocol === undefined) return undefined
+    if (typeof protocol !== 'string' || !this.protocols.includes(protocol)) {
+      throw new FST_WS_GATE_PROTOCOL_NOT_OFFERED(JSON.stringify(protocol) ?? String(protocol), this.protocols.join(', ') || '(none)')
+    }
+    return protocol
+  }
+
+  // A programming error in the decision: the client gets a plain 500, the log
+  // gets the details, once.
+  #invalid (err: unknown): void {
+    this.#settle('failed')
+    this.#face.takeover()
+    this.#log.error({ err }, 'invalid handshake decision')
+    sendError(this.#socket, INTERNAL_ERROR)
+  }
+
+  #late (decision: unknown): void {
+    if (isDecision(decision) && !isAccept(decision)) {
+      const body = decision.body as { destroy?: () => void } | undefined
+      if (typeof body?.destroy === 'function') body.destroy()
+    }
+    this.#log.debug({ state: this.#state }, 'late handshake decision dropped')
+  }
+
+  #watch (): void {
+    const socket = this.#socket
+    if (socket.destroyed) {
+      this.#gone()
+      return
+    }
+    this.#watching = true
+    socket.on('data', this.#onData)
+    socket.on('end', this.#onGone)
+    socket.on('close', this.#onGone)
+    socket.on('error', this.#onGone)
+    if (this.#timeout > 0) {
+      this.#timer = setTimeout(this.#onTimeout, this.#timeout)
+      this.#timer.unref()
+    }
+  }
+
+  #settle (state: HandshakeState): void {
+    this.#state = state
+    if (!this.#watching) return
+    this.#watching = false
+    clearTimeout(this.#timer)
+    const socket = this.#socket
+    socket.removeListener('end', this.#onGone)
+    socket.removeListener('close', this.#onGone)
+    socket.removeListener('error', this.#onGone)
+    if (state === 'accepted') {
+      // Hand the stream over exactly as Node left it after 'upgrade': not
+      // flowing, early bytes first, so the WebSocket reads them as frames.
+      socket.pause()
+      socket.removeListener('data', this.#onData)
+      if (this.#early !== undefined) socket.unshift(Buffer.concat(this.#early))
+      ;(socket as { readableFlowing: boolean | null }).readableFlowing = null
+    } else {
+      socket.removeListener('data', this.#onData)
+    }
+    this.#early = undefined
+  }
+
+  readonly #onData = (chunk: Buffer): void => {
+    this.#earlyBytes += chunk.length
+    if (this.#earlyBytes > MAX_EARLY_BYTES) {
+      this.#gone('client sent too much data before the handshake was decided')
+      return
+    }
+    (this.#early ??= []).push(chunk)
+  }
+
+  readonly #onGone = (): void => {
+    this.#gone()
+  }
+
+  #gone (message = 'client closed the connection during the handshake'): void {
+    this.#abort('gone', new FST_WS_GATE_CLIENT_CLOSED())
+    this.#socket.destroy()
+    this.#log.debug({}, message)
+  }
+
+  readonly #onTimeout = (): void => {
+    const err = new FST_WS_GATE_HANDSHAKE_TIMEOUT(this.#timeout)
+    this.#abort('timed-out', err)
+    this.#face.takeover()
+    this.#log.warn({ timeout: this.#timeout }, 'handshake timed out')
+    sendError(this.#socket, err, [['Retry-After', String(RETRY_AFTER_SECONDS)]])
+  }
+
+  #abort (state: HandshakeState, reason: Error): void {
+    this.#settle(state)
+    this.#abortReason = reason
+    this.#controller?.abort(reason)
+  }
+}

@@ -1,0 +1,70 @@
+// Checks an upgrade request against RFC 6455 §4.2.1 before any application
+// code sees it, and parses the subprotocols the client offers.
+import type { IncomingHttpHeaders } from 'node:http'
+import {
+  FST_WS_GATE_BAD_REQUEST,
+  FST_WS_GATE_METHOD_NOT_ALLOWED,
+  FST_WS_GATE_UNSUPPORTED_VERSION
+} from '../errors.js'
+import { isToken, type HeaderPairs } from './http.js'
+
+export interface UpgradeRequest {
+  method?: string
+  httpVersion: string
+  headers: IncomingHttpHeaders
+}
+
+export interface UpgradeProblem {
+  error: Error & { statusCode: number, code: string }
+  headers: HeaderPairs
+}
+
+// RFC 6455 §4.1: the key is 16 random bytes, base64-encoded.
+const KEY = /^[+/0-9A-Za-z]{22}==$/
+
+/**
+ * The subprotocols in a Sec-WebSocket-Protocol value (`1#token`), in the
+ * client's order; null when the value is malformed: an empty element, a
+ * character outside a token, or the same protocol twice.
+ */
+export function parseProtocols (value: string | undefined): string[] | null {
+  if (value === undefined) return []
+  const protocols: string[] = []
+  for (const part of value.split(',')) {
+    const protocol = part.trim()
+    if (!isToken(protocol) || protocols.includes(protocol)) return null
+    protocols.push(protocol)
+  }
+  return protocols
+}
+
+/** The subprotocols offered, or the reason the request cannot be a WebSocket handshake. */
+export function checkUpgrade (req: UpgradeRequest): string[] | UpgradeProblem {
+  if (req.method !== 'GET') {
+    return { error: new FST_WS_GATE_METHOD_NOT_ALLOWED(req.method), headers: [['Allow', 'GET']] }
+  }
+  if (req.httpVersion !== '1.1') {
+    return bad('A WebSocket upgrade needs HTTP/1.1')
+  }
+  const { headers } = req
+  if (headers.upgrade?.trim().toLowerCase() !== 'websocket') {
+    return bad('Missing or invalid Upgrade header: expected "websocket"')
+  }
+  const key = headers['sec-websocket-key']
+  if (key === undefined || !KEY.test(key)) {
+    return bad('Missing or invalid Sec-WebSocket-Key header')
+  }
+  const version = headers['sec-websocket-version']
+  if (version?.trim() !== '13') {
+    return {
+      error: new FST_WS_GATE_UNSUPPORTED_VERSION(version === undefined ? '(none)' : JSON.stringify(version)),
+      headers: [['Sec-WebSocket-Version', '13']]
+    }
+  }
+  const protocols = parseProtocols(headers['sec-websocket-protocol'])
+  return protocols ?? bad('Invalid Sec-WebSocket-Protocol header')
+}
+
+function bad (message: string): UpgradeProblem {
+  return { error: new FST_WS_GATE_BAD_REQUEST(message), headers: [] }
+}

@@ -1,0 +1,42 @@
+// Every error fastify-ws-gate can raise, in one place. Each code is listed in
+// docs/api.md; the status code is the one a client sees when the error ends a
+// handshake (500 for programming errors in a decision).
+import createError from '@fastify/error'
+
+// Registration: thrown synchronously, so a bad configuration fails at boot.
+export const FST_WS_GATE_INVALID_OPTION = createError(
+  'FST_WS_GATE_INVALID_OPTION', 'Invalid fastify-ws-gate option %s: %s', 500, TypeError)
+export const FST_WS_GATE_INVALID_ROUTE_OPTION = createError(
+  'FST_WS_GATE_INVALID_ROUTE_OPTION', 'Invalid option %s on route %s: %s', 500, TypeError)
+
+// Malformed upgrade requests: answered before any application code runs.
+export const FST_WS_GATE_BAD_REQUEST = createError(
+  'FST_WS_GATE_BAD_REQUEST', '%s', 400)
+export const FST_WS_GATE_METHOD_NOT_ALLOWED = createError(
+  'FST_WS_GATE_METHOD_NOT_ALLOWED', 'A WebSocket upgrade must use GET, not %s', 405)
+export const FST_WS_GATE_UNSUPPORTED_VERSION = createError(
+  'FST_WS_GATE_UNSUPPORTED_VERSION', 'Unsupported Sec-WebSocket-Version %s: this server speaks version 13', 426)
+export const FST_WS_GATE_NOT_WEBSOCKET_ROUTE = createError(
+  'FST_WS_GATE_NOT_WEBSOCKET_ROUTE', 'Route %s %s has no WebSocket handler', 400)
+
+// Outcomes of a pending handshake.
+export const FST_WS_GATE_HANDSHAKE_TIMEOUT = createError(
+  'FST_WS_GATE_HANDSHAKE_TIMEOUT', 'The handshake was not decided within %s ms', 503)
+export const FST_WS_GATE_CLIENT_CLOSED = createError(
+  'FST_WS_GATE_CLIENT_CLOSED', 'The client closed the connection before the handshake was decided', 499)
+
+// Invalid decisions: programming errors, answered 500 and logged once.
+export const FST_WS_GATE_INVALID_DECISION = createError(
+  'FST_WS_GATE_INVALID_DECISION', 'The handshake handler must return accept() or reject(), got %s', 500)
+export const FST_WS_GATE_INVALID_STATUS = createError(
+  'FST_WS_GATE_INVALID_STATUS', 'A denial status must be an integer from 200 to 599, got %s', 500)
+export const FST_WS_GATE_INVALID_HEADER = createError(
+  'FST_WS_GATE_INVALID_HEADER', 'Invalid header %s: %s', 500)
+export const FST_WS_GATE_FORBIDDEN_HEADER = createError(
+  'FST_WS_GATE_FORBIDDEN_HEADER', 'Header %s belongs to the handshake itself and cannot be set by the application', 500)
+export const FST_WS_GATE_PROTOCOL_NOT_OFFERED = createError(
+  'FST_WS_GATE_PROTOCOL_NOT_OFFERED', 'Subprotocol %s was not offered by the client (offered: %s)', 500)
+export const FST_WS_GATE_INVALID_BODY = createError(
+  'FST_WS_GATE_INVALID_BODY', 'Invalid denial body: %s', 500)
+export const FST_WS_GATE_BODY_STREAM_ERROR = createError(
+  'FST_WS_GATE_BODY_STREAM_ERROR', 'The denial body stream failed after the response had started: %s', 500)

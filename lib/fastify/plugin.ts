@@ -1,0 +1,190 @@
+// The Fastify face of the handshake engine.
+//
+// How a request travels: we own the server's 'upgrade' listener and answer
+// malformed handshakes there, before any application code. Valid ones go on to
+// @fastify/websocket (through a relay emitter), which routes them through
+// Fastify, so hooks and schema validation run as for any request. Our onRoute
+// hook wraps every route handler: on a WebSocket route with `handshake` the
+// wrapper runs the handler and applies its decision; on a plain route it
+// answers 400 instead of letting @fastify/websocket send a 101 and hang up.
+import { EventEmitter } from 'node:events'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import fastifyWebsocket from '@fastify/websocket'
+import type {
+  FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RouteHandlerMethod, RouteOptions
+} from 'fastify'
+import fp from 'fastify-plugin'
+import { FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_INVALID_OPTION, FST_WS_GATE_INVALID_ROUTE_OPTION, FST_WS_GATE_NOT_WEBSOCKET_ROUTE } from '../errors.js'
+import { Handshake } from '../engine/handshake.js'
+import { sendError, type HeaderPairs } from '../engine/http.js'
+import { checkUpgrade } from '../engine/request.js'
+import type { FastifyWsGateOptions, HandshakeHandler } from './types.js'
+
+// Set by our 'upgrade' listener on requests that passed the checks: the
+// subprotocols the client offered. Its presence marks a WebSocket upgrade.
+const kOffered = Symbol('fastify-ws-gate.offered')
+// Set when a handshake is accepted: what goes into the 101.
+const kAccepted = Symbol('fastify-ws-gate.accepted')
+
+interface GateRequest extends IncomingMessage {
+  [kOffered]?: string[]
+  [kAccepted]?: { protocol: string | undefined, headers: HeaderPairs }
+}
+
+const DEFAULT_TIMEOUT = 10_000
+// setTimeout's limit: a longer delay fires at once.
+const MAX_TIMEOUT = 2 ** 31 - 1
+
+function checkTimeout (value: unknown): string | undefined {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_TIMEOUT) {
+    return `must be an integer number of milliseconds from 0 to ${MAX_TIMEOUT}, got ${String(value)}`
+  }
+  return undefined
+}
+
+const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyWsGate (fastify, options) {
+  const { handshakeTimeout = DEFAULT_TIMEOUT, websocket } = options
+  const timeoutProblem = checkTimeout(handshakeTimeout)
+  if (timeoutProblem !== undefined) throw new FST_WS_GATE_INVALID_OPTION('handshakeTimeout', timeoutProblem)
+  if (websocket !== undefined && (typeof websocket !== 'object' || websocket === null)) {
+    throw new FST_WS_GATE_INVALID_OPTION('websocket', 'must be the options object of @fastify/websocket')
+  }
+
+  // @fastify/websocket listens to a relay instead of the server, so that
+  // nothing reaches Fastify's routing before our checks.
+  const relay = new EventEmitter()
+  const server = fastify.server
+  if (fastify.hasDecorator('websocketServer')) {
+    if (websocket !== undefined) {
+      throw new FST_WS_GATE_INVALID_OPTION('websocket', '@fastify/websocket is already registered; configure it there')
+    }
+    for (const listener of server.rawListeners('upgrade')) {
+      server.removeListener('upgrade', listener as (...args: unknown[]) => void)
+      relay.on('upgrade', listener as (...args: unknown[]) => void)
+    }
+  } else {
+    await fastify.register(fastifyWebsocket, { ...websocket, options: { ...websocket?.options, server: relay as never } })
+  }
+
+  server.on('upgrade', onUpgrade)
+  fastify.addHook('onClose', (_instance, done) => {
+    server.removeListener('upgrade', onUpgrade)
+    done()
+  })
+
+  function onUpgrade (req: GateRequest, socket: Duplex, head: Buffer): void {
+    const checked = checkUpgrade(req)
+    if (Array.isArray(checked)) {
+      req[kOffered] = checked
+      relay.emit('upgrade', req, socket, head)
+      return
+    }
+    fastify.log.debug({ statusCode: checked.error.statusCode, reason: checked.error.message }, 'malformed WebSocket upgrade request')
+    sendError(socket, checked.error, checked.headers)
+  }
+
+  // The 101 is written by ws; these two hooks make it carry what the route's
+  // decision said. Requests without a decision keep ws's behaviour.
+  const wss = fastify.websocketServer
+  const chooseProtocol = wss.options.handleProtocols
+  wss.options.handleProtocols = (protocols: Set<string>, req: GateRequest) => {
+    const accepted = req[kAccepted]
+    if (accepted !== undefined) return accepted.protocol ?? false
+    return chooseProtocol != null ? chooseProtocol(protocols, req) : protocols.values().next().value as string
+  }
+  wss.on('headers', (lines: string[], req: GateRequest) => {
+    const accepted = req[kAccepted]
+    if (accepted !== undefined) for (const [name, value] of accepted.headers) lines.push(`${name}: ${value}`)
+  })
+
+  // Replies sent through Fastify to an upgrade request (an auth hook's 401, the
+  // error handler's 500, the 404 handler) end the connection: say so.
+  fastify.addHook('onSend', (request, reply, payload, done) => {
+    if ((request.raw as GateRequest)[kOffered] !== undefined) reply.header('connection', 'close')
+    done(null, payload)
+  })
+
+  fastify.addHook('onRoute', (route) => {
+    const methods = ([] as string[]).concat(route.method)
+    const isWebSocket = route.websocket === true || typeof route.wsHandler === 'function'
+    const { handshake, handshakeTimeout: routeTimeout } = route
+    const where = `${methods.join(',')} ${route.url}`
+    if (handshake !== undefined && typeof handshake !== 'function') {
+      throw new FST_WS_GATE_INVALID_ROUTE_OPTION('handshake', where, 'must be a function')
+    }
+    if ((handshake !== undefined || routeTimeout !== undefined) && !isWebSocket) {
+      throw new FST_WS_GATE_INVALID_ROUTE_OPTION(handshake !== undefined ? 'handshake' : 'handshakeTimeout', where, 'needs websocket: true')
+    }
+    if (routeTimeout !== undefined) {
+      const problem = checkTimeout(routeTimeout)
+      if (problem !== undefined) throw new FST_WS_GATE_INVALID_ROUTE_OPTION('handshakeTimeout', where, problem)
+      if (handshake === undefined) throw new FST_WS_GATE_INVALID_ROUTE_OPTION('handshakeTimeout', where, 'needs a handshake handler')
+    }
+    // A HEAD route (including the one Fastify adds beside a GET) is never upgraded.
+    if (methods.every((method) => method === 'HEAD')) return
+
+    const next = route.handler as RouteHandlerMethod
+    if (!isWebSocket) {
+      route.handler = function notWebSocket (this: FastifyInstance, request, reply) {
+        if ((request.raw as GateRequest)[kOffered] === undefined) return next.call(this, request, reply)
+        reply.hijack()
+        request.log.debug({ statusCode: 400 }, 'upgrade request to a route without a WebSocket handler')
+        sendError(request.raw.socket, new FST_WS_GATE_NOT_WEBSOCKET_ROUTE(request.method, request.routeOptions.url))
+      }
+      return
+    }
+    const timeout = routeTimeout ?? handshakeTimeout
+    route.handler = function gated (this: FastifyInstance, request, reply) {
+      const raw = request.raw as GateRequest
+      const offered = raw[kOffered]
+      if (offered === undefined) {
+        // `Upgrade: websocket` without `Connection: upgrade` is not an upgrade
+        // to Node, but it is a malformed WebSocket handshake.
+        if (raw.headers.upgrade !== undefined) {
+          return reply.code(400).header('connection', 'close').send(new FST_WS_GATE_BAD_REQUEST('Missing or invalid Connection header: expected "upgrade"'))
+        }
+        return next.call(this, request, reply)
+      }
+      if (handshake === undefined) return next.call(this, request, reply)
+      runHandshake(this, next, handshake, timeout, offered, request, reply)
+    } as RouteOptions['handler']
+  })
+}
+
+function runHandshake (
+  instance: FastifyInstance,
+  next: RouteHandlerMethod,
+  handshake: HandshakeHandler,
+  timeout: number,
+  offered: string[],
+  request: FastifyRequest,
+  reply: FastifyReply
+): void {
+  const gate = new Handshake(request.raw.socket, offered, timeout, request.log, {
+    upgrade (protocol, headers) {
+      (request.raw as GateRequest)[kAccepted] = { protocol, headers }
+      request.log.debug({ protocol }, 'handshake accepted')
+      next.call(instance, request, reply)
+    },
+    error (err) {
+      reply.send(err)
+    },
+    takeover () {
+      reply.hijack()
+    }
+  })
+  let result: unknown
+  try {
+    result = handshake.call(instance, request, gate.context())
+  } catch (err) {
+    gate.fail(err)
+    return
+  }
+  gate.decide(result)
+}
+
+export const fastifyWsGate = fp(plugin, {
+  fastify: '5.x',
+  name: 'fastify-ws-gate'
+})

@@ -1,0 +1,18 @@
+// The package entry: the Fastify plugin (default export, as with every Fastify
+// plugin), the decision constructors and the public types. Internals stay out.
+import { fastifyWsGate } from './fastify/plugin.js'
+import * as errors from './errors.js'
+
+export { accept, reject } from './engine/decision.js'
+export type {
+  AcceptDecision, AcceptOptions, DenialBody, HandshakeDecision, RejectDecision, RejectOptions
+} from './engine/decision.js'
+export type { HandshakeContext } from './engine/handshake.js'
+export type { HeadersInput } from './engine/http.js'
+export type { FastifyWsGateOptions, HandshakeHandler } from './fastify/types.js'
+export { errors, fastifyWsGate }
+export default fastifyWsGate
+
+// CommonJS: `require('fastify-ws-gate')` is the plugin itself, with the named
+// exports as its properties, like every Fastify plugin.
+module.exports = Object.assign(fastifyWsGate, exports)
