@@ -25,6 +25,11 @@ export const FST_WS_GATE_HANDSHAKE_TIMEOUT = createError(
 export const FST_WS_GATE_CLIENT_CLOSED = createError(
   'FST_WS_GATE_CLIENT_CLOSED', 'The client closed the connection before the handshake was decided', 499)
 
+// The handler threw something that is not an Error; it is wrapped in this so
+// that Fastify's error handler sees an error, not a payload to send.
+export const FST_WS_GATE_NON_ERROR_THROWN = createError(
+  'FST_WS_GATE_NON_ERROR_THROWN', 'The handshake handler threw a value that is not an Error: %s', 500)
+
 // Invalid decisions: programming errors, answered 500 and logged once.
 export const FST_WS_GATE_INVALID_DECISION = createError(
   'FST_WS_GATE_INVALID_DECISION', 'The handshake handler must return accept() or reject(), got %s', 500)

@@ -10,7 +10,7 @@
 // Only the first transition counts; whatever arrives later is dropped. While a
 // decision is pending we read from the socket, which is the only way to learn
 // that the client has gone.
-import type { Duplex } from 'node:stream'
+import { Readable, type Duplex } from 'node:stream'
 import {
   FST_WS_GATE_CLIENT_CLOSED,
   FST_WS_GATE_HANDSHAKE_TIMEOUT,
@@ -54,6 +54,12 @@ export const RETRY_AFTER_SECONDS = 5
 const MAX_EARLY_BYTES = 64 * 1024
 
 const INTERNAL_ERROR = { statusCode: 500, message: 'Internal Server Error' }
+
+// A stream body that will never be sent is destroyed, so that its source (a
+// file, a database cursor) is released.
+function discardBody (decision: unknown): void {
+  if (isDecision(decision) && !isAccept(decision) && decision.body instanceof Readable) decision.body.destroy()
+}
 
 export class Handshake {
   readonly protocols: readonly string[]
@@ -129,6 +135,7 @@ export class Handshake {
         denial = prepareDenial(decision)
       }
     } catch (err) {
+      discardBody(decision)
       this.#invalid(err)
       return
     }
@@ -176,10 +183,7 @@ export class Handshake {
   }
 
   #late (decision: unknown): void {
-    if (isDecision(decision) && !isAccept(decision)) {
-      const body = decision.body as { destroy?: () => void } | undefined
-      if (typeof body?.destroy === 'function') body.destroy()
-    }
+    discardBody(decision)
     this.#log.debug({ state: this.#state }, 'late handshake decision dropped')
   }
 

@@ -15,7 +15,11 @@ import type {
   FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RouteHandlerMethod, RouteOptions
 } from 'fastify'
 import fp from 'fastify-plugin'
-import { FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_INVALID_OPTION, FST_WS_GATE_INVALID_ROUTE_OPTION, FST_WS_GATE_NOT_WEBSOCKET_ROUTE } from '../errors.js'
+import {
+  FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_INVALID_OPTION, FST_WS_GATE_INVALID_ROUTE_OPTION, FST_WS_GATE_NON_ERROR_THROWN,
+  FST_WS_GATE_NOT_WEBSOCKET_ROUTE
+} from '../errors.js'
+import { describe } from '../engine/denial.js'
 import { Handshake } from '../engine/handshake.js'
 import { sendError, type HeaderPairs } from '../engine/http.js'
 import { checkUpgrade } from '../engine/request.js'
@@ -142,7 +146,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
         // `Upgrade: websocket` without `Connection: upgrade` is not an upgrade
         // to Node, but it is a malformed WebSocket handshake.
         if (raw.headers.upgrade !== undefined) {
-          return reply.code(400).header('connection', 'close').send(new FST_WS_GATE_BAD_REQUEST('Missing or invalid Connection header: expected "upgrade"'))
+          return reply.send(new FST_WS_GATE_BAD_REQUEST('Missing or invalid Connection header: expected "upgrade"'))
         }
         return next.call(this, request, reply)
       }
@@ -168,7 +172,7 @@ function runHandshake (
       next.call(instance, request, reply)
     },
     error (err) {
-      reply.send(err)
+      reply.send(err instanceof Error ? err : new FST_WS_GATE_NON_ERROR_THROWN(describe(err)))
     },
     takeover () {
       reply.hijack()
