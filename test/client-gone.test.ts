@@ -6,15 +6,15 @@ import { connect } from 'node:net'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import t from 'tap'
-import { accept } from '../lib/index.js'
+import { accept, type HandshakeDecision } from '../lib/index.js'
 import { collect, eventually, rawExchange, start, upgradeRequest, wait, type LogLine } from './helpers.js'
 
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
 
-interface Pending { signal: AbortSignal, decide: (value: unknown) => void, abortedAt?: number }
+interface Pending { signal: AbortSignal, decide: (value: HandshakeDecision) => void, abortedAt?: number }
 
-async function pendingApp (t: Tap.Test, timeout = 10_000) {
+async function pendingApp (t: tap.Test, timeout = 10_000) {
   const pending: Pending[] = []
   let wsHandlerRuns = 0
   const started = await start(t, (app) => {
@@ -101,7 +101,7 @@ t.test('a socket already destroyed when the handler starts aborts the signal at 
 t.test('memory is released: no timers, listeners or request objects outlive clients that left', async (t) => {
   const held: Array<WeakRef<object>> = []
   const signals: AbortSignal[] = []
-  const settle: Array<(value: unknown) => void> = []
+  const settle: Array<(value: HandshakeDecision) => void> = []
   const { port } = await start(t, (app) => {
     app.get('/wait', {
       websocket: true,

@@ -1,12 +1,14 @@
 // Contract points 3 and 4: what reject() puts on the wire, byte for byte, and
 // that the connection is closed after every denial with no 101 in sight.
+import { once } from 'node:events'
+import { connect } from 'node:net'
 import { Readable } from 'node:stream'
 import t from 'tap'
 import { reject } from '../lib/index.js'
-import { connectWs, denied, parseRaw, rawExchange, stableHead, start, upgradeRequest, wait } from './helpers.js'
+import { connectWs, denied, eventually, parseRaw, rawExchange, stableHead, start, upgradeRequest, wait } from './helpers.js'
 import type { RejectDecision } from '../lib/index.js'
 
-async function denialOf (t: Tap.Test, decide: () => RejectDecision | Promise<RejectDecision>) {
+async function denialOf (t: tap.Test, decide: () => RejectDecision | Promise<RejectDecision>) {
   const { port } = await start(t, (app) => {
     app.get('/d', { websocket: true, handshake: decide }, () => { throw new Error('the WebSocket handler must not run') })
   })
@@ -47,10 +49,21 @@ t.test('every status from 200 to 599 is sent with its standard reason phrase (or
     }, () => {})
   })
   const phrases: Record<number, string> = {
-    200: 'OK', 301: 'Moved Permanently', 302: 'Found', 307: 'Temporary Redirect', 308: 'Permanent Redirect',
-    400: 'Bad Request', 404: 'Not Found', 409: 'Conflict', 418: 'I\'m a Teapot', 426: 'Upgrade Required',
-    429: 'Too Many Requests', 451: 'Unavailable For Legal Reasons', 500: 'Internal Server Error',
-    503: 'Service Unavailable', 599: ''
+    200: 'OK',
+    301: 'Moved Permanently',
+    302: 'Found',
+    307: 'Temporary Redirect',
+    308: 'Permanent Redirect',
+    400: 'Bad Request',
+    404: 'Not Found',
+    409: 'Conflict',
+    418: 'I\'m a Teapot',
+    426: 'Upgrade Required',
+    429: 'Too Many Requests',
+    451: 'Unavailable For Legal Reasons',
+    500: 'Internal Server Error',
+    503: 'Service Unavailable',
+    599: ''
   }
   for (const status of statuses) {
     const res = parseRaw((await rawExchange(port, upgradeRequest(`/s/${status}`))).text)
@@ -182,4 +195,28 @@ t.test('no 101 bytes are ever written for a denied handshake, and the socket is 
   t.notMatch(res.text, /101|Switching|Sec-WebSocket-Accept/i)
   t.equal(res.statusLine, 'HTTP/1.1 404 Not Found')
   t.equal(res.closed, true)
+})
+
+t.test('a status without a standard phrase gets the generic "Error" in the JSON body', async (t) => {
+  const res = await denialOf(t, () => reject(599, 'Network timeout'))
+  t.equal(res.statusLine, 'HTTP/1.1 599 ')
+  t.equal(res.body, '{"statusCode":599,"error":"Error","message":"Network timeout"}')
+})
+
+t.test('a client that leaves during a streamed denial: the stream is destroyed, nothing logged above debug', async (t) => {
+  let destroyed = false
+  const body = new Readable({ read () {}, destroy (err, cb) { destroyed = true; cb(err) } })
+  body.push('first part')
+  const { port, logs } = await start(t, (app) => {
+    app.get('/d', { websocket: true, handshake: () => reject(401, undefined, { body }) }, () => {})
+  })
+  const socket = connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  socket.write(upgradeRequest('/d'))
+  const [chunk] = await once(socket, 'data') as [Buffer]
+  t.match(chunk.toString('latin1'), /^HTTP\/1\.1 401 Unauthorized\r\n/)
+  socket.destroy()
+  t.ok(await eventually(() => destroyed, 2000), 'the body stream was destroyed')
+  t.ok(await eventually(() => logs.some((line) => line.msg === 'client closed the connection during the denial body'), 2000))
+  t.equal(logs.filter((line) => line.level >= 40).length, 0)
 })

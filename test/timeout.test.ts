@@ -2,7 +2,7 @@
 // 503 with Retry-After, its signal aborts, and a later decision is ignored.
 import { Readable } from 'node:stream'
 import t from 'tap'
-import { accept, reject } from '../lib/index.js'
+import { accept, reject, type HandshakeDecision } from '../lib/index.js'
 import { parseRaw, rawExchange, stableHead, start, upgradeRequest, wait } from './helpers.js'
 
 function timeoutBody (ms: number): string {
@@ -16,7 +16,7 @@ function timeoutBody (ms: number): string {
 
 t.test('a pending handler times out: 503 with Retry-After, the signal aborts, a late accept is dropped', async (t) => {
   let signal: AbortSignal | undefined
-  let decide: ((value: unknown) => void) | undefined
+  let decide: ((value: HandshakeDecision) => void) | undefined
   let wsHandlerRan = false
   const { port, logs } = await start(t, (app) => {
     app.get('/slow', {
@@ -67,7 +67,7 @@ t.test('a signal first read after the timeout is already aborted', async (t) => 
 t.test('a late reject with a stream body has its stream destroyed; a late error is only logged at debug', async (t) => {
   let destroyed = false
   const body = new Readable({ read () {}, destroy (err, cb) { destroyed = true; cb(err) } })
-  const decisions: Array<(value: unknown) => void> = []
+  const decisions: Array<(value: HandshakeDecision) => void> = []
   const failures: Array<(err: unknown) => void> = []
   const { port, logs } = await start(t, (app) => {
     app.get('/slow', {

@@ -85,12 +85,19 @@ export function writeDenial (socket: Duplex, denial: Denial, log: HandshakeLogge
 // Chunked transfer coding (RFC 9112 §7.1), one chunk per stream chunk, waiting
 // for the socket to drain so that a slow client cannot make us buffer the body.
 function streamDenial (socket: Duplex, status: number, headers: HeaderPairs, body: Readable, log: HandshakeLogger): void {
-  const onClose = (): void => { body.destroy() }
+  // As while the decision was pending, a client that ends its side has left:
+  // no WebSocket client half-closes to wait for a response.
+  const onClose = (): void => {
+    socket.destroy()
+    body.destroy()
+  }
+  socket.on('end', onClose)
   socket.on('close', onClose)
   socket.on('error', onClose)
   socket.resume()
   socket.write(latin1(responseHead(status, headers, 'Transfer-Encoding: chunked\r\n')))
   pump(socket, body).then(() => {
+    socket.removeListener('end', onClose)
     socket.removeListener('close', onClose)
     closeAfter(socket, latin1('0\r\n\r\n'))
   }, (err: Error) => {

@@ -83,10 +83,6 @@ export class Handshake {
     this.#face = face
   }
 
-  get state (): HandshakeState {
-    return this.#state
-  }
-
   // Made on first use: most handlers never look at it, and a pending
   // handshake should cost as little memory as possible.
   get signal (): AbortSignal {

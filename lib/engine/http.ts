@@ -77,7 +77,7 @@ function checkHeader (name: unknown, value: unknown): [string, string] {
 /** Throws unless `status` may end a failed handshake: an integer from 200 to 599. */
 export function checkStatus (status: unknown): number {
   if (typeof status !== 'number' || !Number.isInteger(status) || status < 200 || status > 599) {
-    throw new FST_WS_GATE_INVALID_STATUS(typeof status === 'number' ? String(status) : JSON.stringify(status) ?? typeof status)
+    throw new FST_WS_GATE_INVALID_STATUS(typeof status === 'string' ? JSON.stringify(status) : String(status))
   }
   return status
 }

@@ -1,0 +1,76 @@
+// Type tests, checked by `npm run typecheck` (tsc). Each line below an
+// expect-error directive must fail to compile; everything else must compile.
+import Fastify, { type FastifyRequest } from 'fastify'
+import fastifyWsGate, {
+  accept, reject, type AcceptDecision, type HandshakeContext, type HandshakeDecision, type HandshakeHandler,
+  type RejectDecision
+} from '../../lib/index.js'
+
+const app = Fastify()
+app.register(fastifyWsGate)
+app.register(fastifyWsGate, { handshakeTimeout: 5000, websocket: { options: { maxPayload: 1024 } } })
+// @ts-expect-error handshakeTimeout is a number
+app.register(fastifyWsGate, { handshakeTimeout: '5s' })
+
+const a: AcceptDecision = accept({ protocol: 'chat', headers: { 'set-cookie': ['a=1', 'b=2'] } })
+const r: RejectDecision = reject(401, 'Invalid token', { headers: [['www-authenticate', 'Bearer']], body: { why: 'expired' } })
+const decisions: HandshakeDecision[] = [a, r, reject(), accept(), reject(503, undefined, { body: Buffer.from('x') })]
+
+// @ts-expect-error the status is a number
+reject('401')
+// @ts-expect-error protocol is a string
+accept({ protocol: 2 })
+
+// Shorthand: the request is typed from the route generic.
+app.get<{ Querystring: { token: string }, Params: { room: string } }>('/rooms/:room', {
+  websocket: true,
+  handshakeTimeout: 1000,
+  handshake: async (request, ctx) => {
+    const token: string = request.query.token
+    const room: string = request.params.room
+    const signal: AbortSignal = ctx.signal
+    const protocols: readonly string[] = ctx.protocols
+    signal.throwIfAborted()
+    return token === room ? accept({ protocol: protocols[0] }) : reject(404)
+  }
+}, (socket, request) => {
+  socket.send(request.params.room)
+})
+
+// A synchronous handler is fine too.
+app.get('/sync', { websocket: true, handshake: () => reject() }, () => {})
+
+// app.route
+app.route({
+  method: 'GET',
+  url: '/route',
+  websocket: true,
+  handshake: (request: FastifyRequest) => request.headers.authorization !== undefined ? accept() : reject(401),
+  handler: (socket) => { socket.close() }
+})
+
+// A handler that returns anything but a decision does not compile.
+// @ts-expect-error a boolean is not a decision
+app.get('/bool', { websocket: true, handshake: () => true }, () => {})
+// @ts-expect-error undefined is not a decision
+app.get('/void', { websocket: true, handshake: () => {} }, () => {})
+// @ts-expect-error a lookalike object is not a decision
+app.get('/like', { websocket: true, handshake: async () => ({ status: 401 }) }, () => {})
+app.route({
+  method: 'GET',
+  url: '/route-bad',
+  websocket: true,
+  // @ts-expect-error a string is not a decision
+  handshake: () => 'accept',
+  handler: () => {}
+})
+
+// ctx has only signal and protocols, both read-only.
+const handler: HandshakeHandler = (_request, ctx: HandshakeContext) => {
+  // @ts-expect-error protocols is read-only
+  ctx.protocols.push('x')
+  // @ts-expect-error there is no accept on ctx
+  ctx.accept()
+  return accept()
+}
+export { decisions, handler }
