@@ -2,13 +2,15 @@
 // prints its address, and shows each outcome it promises.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { join } from 'node:path'
 import t from 'tap'
 import { connectWs, denied, opened } from './helpers.js'
 
 t.test('npm start\'s demo accepts a good token and shows 401, 404 and 503', async (t) => {
   const child = spawn(process.execPath, ['examples/demo.mjs'], {
-    cwd: `${__dirname}/..`,
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'silent' },
+    cwd: join(__dirname, '..'),
+    // Without tap's NODE_OPTIONS: the demo runs the built package, uninstrumented.
+    env: { ...process.env, NODE_OPTIONS: '', PORT: '0', LOG_LEVEL: 'silent' },
     stdio: ['ignore', 'pipe', 'inherit']
   })
   t.teardown(() => { child.kill() })

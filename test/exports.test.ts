@@ -1,12 +1,10 @@
 // The package's export shape: CommonJS require gives the plugin itself, with
 // named exports as properties, like every Fastify plugin; internals stay private.
-import { createRequire } from 'node:module'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import t from 'tap'
 
-const require = createRequire(__filename)
-
-t.test('require() returns the plugin with its named exports', async (t) => {
-  const gate = require('../lib/index.ts')
+function checkShape (t: tap.Test, gate: Record<string | symbol, unknown>) {
   t.type(gate, 'function')
   t.equal(gate.default, gate)
   t.equal(gate.fastifyWsGate, gate)
@@ -15,12 +13,23 @@ t.test('require() returns the plugin with its named exports', async (t) => {
   t.equal(gate[Symbol.for('fastify.display-name')], 'fastify-ws-gate')
   t.strictSame(gate[Symbol.for('plugin-meta')], { fastify: '5.x', name: 'fastify-ws-gate' })
   t.strictSame(Object.keys(gate).sort(), ['accept', 'default', 'errors', 'fastifyWsGate', 'reject'])
+}
+
+t.test('require() of the source returns the plugin with its named exports', async (t) => {
+  checkShape(t, require('../lib/index.ts'))
+})
+
+t.test('the built package has the same shape through require() and import', async (t) => {
+  checkShape(t, require('fastify-ws-gate'))
+  const esm = await import('fastify-ws-gate')
+  t.equal(esm.default, require('fastify-ws-gate'))
+  t.type(esm.accept, 'function')
+  t.type(esm.reject, 'function')
 })
 
 t.test('every error code is exported, prefixed and documented', async (t) => {
   const { errors } = require('../lib/index.ts')
-  const { readFileSync } = require('node:fs') as typeof import('node:fs')
-  const api = readFileSync(require.resolve('../docs/api.md'), 'utf8')
+  const api = readFileSync(join(__dirname, '..', 'docs', 'api.md'), 'utf8')
   const codes = Object.keys(errors)
   t.ok(codes.length >= 10)
   for (const code of codes) {
@@ -32,7 +41,9 @@ t.test('every error code is exported, prefixed and documented', async (t) => {
 
 t.test('decisions are plain values made only by accept() and reject()', async (t) => {
   const { accept, reject } = require('../lib/index.ts')
-  t.strictSame({ ...reject() }, { status: 403, reason: undefined, headers: undefined, body: undefined })
-  t.strictSame({ ...accept({ protocol: 'p' }) }, { protocol: 'p', headers: undefined })
-  t.equal(Object.getOwnPropertySymbols(accept()).length, 1)
+  const brand = Symbol.for('fastify-ws-gate.decision')
+  t.strictSame(reject(), { [brand]: 'reject', status: 403, reason: undefined, headers: undefined, body: undefined })
+  t.strictSame(reject(401, 'r', { headers: { a: '1' }, body: 'b' }), { [brand]: 'reject', status: 401, reason: 'r', headers: { a: '1' }, body: 'b' })
+  t.strictSame(accept({ protocol: 'p' }), { [brand]: 'accept', protocol: 'p', headers: undefined })
+  t.strictSame(accept(), { [brand]: 'accept', protocol: undefined, headers: undefined })
 })

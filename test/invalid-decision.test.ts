@@ -41,6 +41,7 @@ const cases: Array<[string, () => unknown, string, RegExp]> = [
   ['returns null', () => null, 'FST_WS_GATE_INVALID_DECISION', /got null$/],
   ['returns true', () => true, 'FST_WS_GATE_INVALID_DECISION', /got boolean$/],
   ['returns a lookalike object', () => ({ accept: true }), 'FST_WS_GATE_INVALID_DECISION', /got an instance of Object$/],
+  ['returns a null-prototype object', () => Object.create(null), 'FST_WS_GATE_INVALID_DECISION', /got an instance of a null-prototype object$/],
   ['returns an array', () => [accept()], 'FST_WS_GATE_INVALID_DECISION', /got an array$/],
   ['resolves to a string', async () => 'accept', 'FST_WS_GATE_INVALID_DECISION', /got string$/],
   ['body that is a number', () => reject(400, undefined, { body: 42 as never }), 'FST_WS_GATE_INVALID_BODY', /^Invalid denial body: expected a string, bytes, a plain object or a readable stream, got number$/],
@@ -123,4 +124,15 @@ t.test('a stream that yields objects is a stream error', async (t) => {
   const errors = logs.filter((line) => line.level >= 50)
   t.equal(errors.length, 1)
   t.match((errors[0].err as { message: string }).message, /a stream chunk must be a string or bytes, got an instance of Object/)
+})
+
+t.test('accepting a subprotocol when the client offered none', async (t) => {
+  const { port, logs } = await start(t, (app) => {
+    app.get('/x', { websocket: true, handshake: () => accept({ protocol: 'chat' }) }, () => {})
+  })
+  const res = await rawExchange(port, upgradeRequest('/x'))
+  t.equal(parseRaw(res.text).statusLine, 'HTTP/1.1 500 Internal Server Error')
+  const errors = logs.filter((line) => line.level >= 50)
+  t.equal(errors.length, 1)
+  t.equal((errors[0].err as { message: string }).message, 'Subprotocol "chat" was not offered by the client (offered: (none))')
 })

@@ -220,3 +220,32 @@ t.test('a client that leaves during a streamed denial: the stream is destroyed, 
   t.ok(await eventually(() => logs.some((line) => line.msg === 'client closed the connection during the denial body'), 2000))
   t.equal(logs.filter((line) => line.level >= 40).length, 0)
 })
+
+t.test('a client that stops reading, then leaves, while a large denial waits for drain', async (t) => {
+  let destroyed = false
+  let produced = 0
+  const chunk = Buffer.alloc(64 * 1024, 'y')
+  const body = new Readable({
+    read () {
+      // Bounded: 4096 chunks (256 MiB) at most, far more than any socket buffers.
+      if (produced++ < 4096) this.push(chunk)
+      else this.push(null)
+    },
+    destroy (err, cb) { destroyed = true; cb(err) }
+  })
+  const { port, logs } = await start(t, (app) => {
+    app.get('/d', { websocket: true, handshake: () => reject(413, undefined, { body }) }, () => {})
+  })
+  const socket = connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  socket.write(upgradeRequest('/d'))
+  await once(socket, 'data')
+  socket.pause()
+  t.ok(await eventually(() => produced > 16, 2000), 'the server wrote until the socket pushed back')
+  const stalled = produced
+  await wait(100)
+  t.ok(produced < 4096 && produced - stalled < 16, `the server waits for drain instead of buffering (${produced} chunks produced)`)
+  socket.destroy()
+  t.ok(await eventually(() => destroyed, 2000), 'the body stream was destroyed')
+  t.ok(await eventually(() => logs.some((line) => line.msg === 'client closed the connection during the denial body'), 2000))
+})

@@ -164,7 +164,7 @@ export class Handshake {
   #checkProtocol (protocol: unknown): string | undefined {
     if (protocol === undefined) return undefined
     if (typeof protocol !== 'string' || !this.protocols.includes(protocol)) {
-      throw new FST_WS_GATE_PROTOCOL_NOT_OFFERED(JSON.stringify(protocol) ?? String(protocol), this.protocols.join(', ') || '(none)')
+      throw new FST_WS_GATE_PROTOCOL_NOT_OFFERED(typeof protocol === 'string' ? JSON.stringify(protocol) : String(protocol), this.protocols.join(', ') || '(none)')
     }
     return protocol
   }
