@@ -45,3 +45,16 @@ export const FST_WS_GATE_INVALID_BODY = createError(
   'FST_WS_GATE_INVALID_BODY', 'Invalid denial body: %s', 500)
 export const FST_WS_GATE_BODY_STREAM_ERROR = createError(
   'FST_WS_GATE_BODY_STREAM_ERROR', 'The denial body stream failed after the response had started: %s', 500)
+
+// asgi(): the application broke the message protocol. `send` rejects with
+// these; the messages use the reference server's (uvicorn's) wording.
+export const FST_WS_GATE_ASGI_UNEXPECTED_MESSAGE = createError(
+  'FST_WS_GATE_ASGI_UNEXPECTED_MESSAGE', '%s', 500)
+export const FST_WS_GATE_ASGI_INVALID_MESSAGE = createError(
+  'FST_WS_GATE_ASGI_INVALID_MESSAGE', 'Invalid ASGI message %s: %s', 500)
+export const FST_WS_GATE_ASGI_CLIENT_DISCONNECTED = createError(
+  'FST_WS_GATE_ASGI_CLIENT_DISCONNECTED', 'The client has disconnected; %s cannot be sent', 500)
+export const FST_WS_GATE_ASGI_NO_DECISION = createError(
+  'FST_WS_GATE_ASGI_NO_DECISION', 'ASGI callable returned without sending handshake.', 500)
+export const FST_WS_GATE_ASGI_INCOMPLETE_RESPONSE = createError(
+  'FST_WS_GATE_ASGI_INCOMPLETE_RESPONSE', 'ASGI callable returned without completing the denial response.', 500)

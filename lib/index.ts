@@ -4,6 +4,9 @@ import { fastifyWsGate } from './fastify/plugin.js'
 import * as errors from './errors.js'
 
 export { accept, reject } from './engine/decision.js'
+export { asgi } from './asgi/route.js'
+export type { AsgiOptions, AsgiRouteOptions } from './asgi/route.js'
+export type * from './asgi/types.js'
 export type {
   AcceptDecision, AcceptOptions, DenialBody, HandshakeDecision, RejectDecision, RejectOptions
 } from './engine/decision.js'

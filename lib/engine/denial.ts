@@ -13,6 +13,12 @@ export interface Denial {
   status: number
   headers: HeaderPairs
   body: Buffer | Readable | null
+  /**
+   * For a stream body whose length the application declared in its own
+   * Content-Length header (ASGI allows it): sent as is, not chunked, and
+   * checked against that length.
+   */
+  length?: number
 }
 
 /** Validates a reject() and settles its body; throws a coded error when it cannot be sent. */
@@ -76,7 +82,7 @@ export function describe (value: unknown): string {
 export function writeDenial (socket: Duplex, denial: Denial, log: HandshakeLogger): void {
   const { status, headers, body } = denial
   if (body instanceof Readable) {
-    streamDenial(socket, status, headers, body, log)
+    streamDenial(socket, status, headers, body, denial.length, log)
   } else {
     sendResponse(socket, status, headers, body)
   }
@@ -84,7 +90,10 @@ export function writeDenial (socket: Duplex, denial: Denial, log: HandshakeLogge
 
 // Chunked transfer coding (RFC 9112 §7.1), one chunk per stream chunk, waiting
 // for the socket to drain so that a slow client cannot make us buffer the body.
-function streamDenial (socket: Duplex, status: number, headers: HeaderPairs, body: Readable, log: HandshakeLogger): void {
+// With a declared length, the bytes go out as they are, and must add up.
+function streamDenial (
+  socket: Duplex, status: number, headers: HeaderPairs, body: Readable, length: number | undefined, log: HandshakeLogger
+): void {
   // As while the decision was pending, a client that ends its side has left:
   // no WebSocket client half-closes to wait for a response.
   const onClose = (): void => {
@@ -95,11 +104,12 @@ function streamDenial (socket: Duplex, status: number, headers: HeaderPairs, bod
   socket.on('close', onClose)
   socket.on('error', onClose)
   socket.resume()
-  socket.write(latin1(responseHead(status, headers, 'Transfer-Encoding: chunked\r\n')))
-  pump(socket, body).then(() => {
+  const chunked = length === undefined
+  socket.write(latin1(responseHead(status, headers, chunked ? 'Transfer-Encoding: chunked\r\n' : null)))
+  pump(socket, body, length).then(() => {
     socket.removeListener('end', onClose)
     socket.removeListener('close', onClose)
-    closeAfter(socket, latin1('0\r\n\r\n'))
+    closeAfter(socket, chunked ? latin1('0\r\n\r\n') : undefined)
   }, (err: Error) => {
     body.destroy()
     if (socket.destroyed) {
@@ -107,7 +117,7 @@ function streamDenial (socket: Duplex, status: number, headers: HeaderPairs, bod
       return
     }
     // The status line is gone; all that is left is to cut the response short,
-    // which the client sees as an incomplete chunked body.
+    // which the client sees as an incomplete body.
     socket.destroy()
     log.error({ err: new FST_WS_GATE_BODY_STREAM_ERROR(err.message) }, 'denial body stream failed')
   })
@@ -115,15 +125,25 @@ function streamDenial (socket: Duplex, status: number, headers: HeaderPairs, bod
 
 // When the client leaves, onClose destroys the body, which ends this loop
 // with an error; so the loop itself never needs to look at the socket.
-async function pump (socket: Duplex, body: Readable): Promise<void> {
+async function pump (socket: Duplex, body: Readable, length: number | undefined): Promise<void> {
+  let sent = 0
   for await (const chunk of body) {
     const bytes: unknown = typeof chunk === 'string' ? Buffer.from(chunk) : chunk
     if (!(bytes instanceof Uint8Array)) throw new TypeError(`a stream chunk must be a string or bytes, got ${describe(bytes)}`)
     if (bytes.length === 0) continue
-    socket.write(latin1(`${bytes.length.toString(16)}\r\n`))
-    socket.write(bytes)
-    if (!socket.write(latin1('\r\n'))) await drained(socket)
+    sent += bytes.length
+    let flushed: boolean
+    if (length === undefined) {
+      socket.write(latin1(`${bytes.length.toString(16)}\r\n`))
+      socket.write(bytes)
+      flushed = socket.write(latin1('\r\n'))
+    } else {
+      if (sent > length) throw new RangeError(`the body is longer than its Content-Length of ${length}`)
+      flushed = socket.write(bytes)
+    }
+    if (!flushed) await drained(socket)
   }
+  if (length !== undefined && sent < length) throw new RangeError(`the body ended ${length - sent} bytes short of its Content-Length of ${length}`)
 }
 
 function drained (socket: Duplex): Promise<void> {

@@ -63,6 +63,8 @@ function discardBody (decision: unknown): void {
 
 export class Handshake {
   readonly protocols: readonly string[]
+  /** Told when the client leaves or the handshake times out, for faces whose application must hear of it (ASGI). */
+  onAbandoned: ((reason: Error) => void) | undefined
   readonly #socket: Duplex
   readonly #face: HandshakeFace
   readonly #log: HandshakeLogger
@@ -105,7 +107,7 @@ export class Handshake {
   /** Takes what a handler returned: a decision, or a promise of one. */
   decide (result: unknown): void {
     if (typeof (result as PromiseLike<unknown> | null)?.then === 'function') {
-      this.#watch()
+      this.watch()
       ;(result as PromiseLike<unknown>).then(
         (decision) => this.apply(decision),
         (err: unknown) => this.fail(err)
@@ -121,26 +123,28 @@ export class Handshake {
       this.#late(decision)
       return
     }
-    let accepted: [string | undefined, HeaderPairs] | undefined
-    let denial: Denial | undefined
     try {
-      if (!isDecision(decision)) throw new FST_WS_GATE_INVALID_DECISION(describe(decision))
-      if (isAccept(decision)) {
-        accepted = [this.#checkProtocol(decision.protocol), toHeaderPairs(decision.headers)]
-      } else {
-        denial = prepareDenial(decision)
-      }
+      this.applyOrThrow(decision)
     } catch (err) {
       discardBody(decision)
-      this.#invalid(err)
+      this.invalid(err)
+    }
+  }
+
+  /**
+   * Applies a decision, or throws its validation error and changes nothing,
+   * for faces that must report the error to the application as well.
+   */
+  applyOrThrow (decision: unknown): void {
+    if (!isDecision(decision)) throw new FST_WS_GATE_INVALID_DECISION(describe(decision))
+    if (!isAccept(decision)) {
+      this.deny(prepareDenial(decision))
       return
     }
-    if (denial !== undefined) {
-      this.deny(denial)
-    } else {
-      this.#settle('accepted')
-      this.#face.upgrade(...accepted as [string | undefined, HeaderPairs])
-    }
+    const protocol = this.#checkProtocol(decision.protocol)
+    const headers = toHeaderPairs(decision.headers)
+    this.#settle('accepted')
+    this.#face.upgrade(protocol, headers)
   }
 
   /** Writes a prepared denial and closes the connection. */
@@ -169,9 +173,8 @@ export class Handshake {
     return protocol
   }
 
-  // A programming error in the decision: the client gets a plain 500, the log
-  // gets the details, once.
-  #invalid (err: unknown): void {
+  /** A programming error in the decision: the client gets a plain 500, the log gets the details, once. */
+  invalid (err: unknown): void {
     this.#settle('failed')
     this.#face.takeover()
     this.#log.error({ err }, 'invalid handshake decision')
@@ -183,7 +186,12 @@ export class Handshake {
     this.#log.debug({ state: this.#state }, 'late handshake decision dropped')
   }
 
-  #watch (): void {
+  /**
+   * Starts watching the socket and the clock while the decision is pending.
+   * decide() does it for a promise; a face that drives the engine itself
+   * (ASGI) calls it before handing control to the application.
+   */
+  watch (): void {
     const socket = this.#socket
     if (socket.destroyed) {
       this.#gone()
@@ -253,5 +261,6 @@ export class Handshake {
     this.#settle(state)
     this.#abortReason = reason
     this.#controller?.abort(reason)
+    this.onAbandoned?.(reason)
   }
 }

@@ -32,8 +32,12 @@ export function isToken (value: string): boolean {
   return TOKEN.test(value)
 }
 
-/** Validates and flattens application headers; throws a coded error on the first bad one. */
-export function toHeaderPairs (input: HeadersInput | undefined): HeaderPairs {
+/**
+ * Validates and flattens application headers; throws a coded error on the
+ * first bad one. `allowLength` lets Content-Length through, for a face that
+ * frames a body by the application's own declared length.
+ */
+export function toHeaderPairs (input: HeadersInput | undefined, allowLength = false): HeaderPairs {
   const pairs: HeaderPairs = []
   if (input === undefined || input === null) return pairs
   if (typeof input !== 'object') {
@@ -48,20 +52,20 @@ export function toHeaderPairs (input: HeadersInput | undefined): HeaderPairs {
     }
     const [name, value] = entry
     if (Array.isArray(value)) {
-      for (const item of value) pairs.push(checkHeader(name, item))
+      for (const item of value) pairs.push(checkHeader(name, item, allowLength))
     } else {
-      pairs.push(checkHeader(name, value))
+      pairs.push(checkHeader(name, value, allowLength))
     }
   }
   return pairs
 }
 
-function checkHeader (name: unknown, value: unknown): [string, string] {
+function checkHeader (name: unknown, value: unknown, allowLength: boolean): [string, string] {
   if (typeof name !== 'string' || !TOKEN.test(name)) {
     throw new FST_WS_GATE_INVALID_HEADER(JSON.stringify(String(name)), 'the name is not an RFC 9110 token')
   }
   const lower = name.toLowerCase()
-  if (RESERVED.has(lower) || lower.startsWith('sec-websocket-')) {
+  if ((RESERVED.has(lower) && !(allowLength && lower === 'content-length')) || lower.startsWith('sec-websocket-')) {
     throw new FST_WS_GATE_FORBIDDEN_HEADER(name)
   }
   if (typeof value === 'number' && Number.isFinite(value)) value = String(value)

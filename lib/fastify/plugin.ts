@@ -21,6 +21,7 @@ import {
 } from '../errors.js'
 import { describe } from '../engine/denial.js'
 import { Handshake } from '../engine/handshake.js'
+import { kDrivesEngine } from './driver.js'
 import { sendError, type HeaderPairs } from '../engine/http.js'
 import { checkUpgrade } from '../engine/request.js'
 import type { FastifyWsGateOptions, HandshakeHandler } from './types.js'
@@ -178,6 +179,10 @@ function runHandshake (
       reply.hijack()
     }
   })
+  if (kDrivesEngine in handshake) {
+    (handshake as unknown as (request: FastifyRequest, gate: Handshake) => void).call(instance, request, gate)
+    return
+  }
   let result: unknown
   try {
     result = handshake.call(instance, request, gate.context())
