@@ -6,6 +6,8 @@ import createError from '@fastify/error'
 // Registration: thrown synchronously, so a bad configuration fails at boot.
 export const FST_WS_GATE_INVALID_OPTION = createError(
   'FST_WS_GATE_INVALID_OPTION', 'Invalid fastify-ws-gate option %s: %s', 500, TypeError)
+export const FST_WS_GATE_REGISTRATION = createError(
+  'FST_WS_GATE_REGISTRATION', 'fastify-ws-gate must be registered once, on the root instance: %s', 500)
 export const FST_WS_GATE_INVALID_ROUTE_OPTION = createError(
   'FST_WS_GATE_INVALID_ROUTE_OPTION', 'Invalid option %s on route %s: %s', 500, TypeError)
 
@@ -18,6 +20,11 @@ export const FST_WS_GATE_UNSUPPORTED_VERSION = createError(
   'FST_WS_GATE_UNSUPPORTED_VERSION', 'Unsupported Sec-WebSocket-Version %s: this server speaks version 13', 426)
 export const FST_WS_GATE_NOT_WEBSOCKET_ROUTE = createError(
   'FST_WS_GATE_NOT_WEBSOCKET_ROUTE', 'Route %s %s has no WebSocket handler', 400)
+
+// A reply Fastify was about to send to an upgrade request could not go on
+// the wire as it was (a 1xx status, a status message with CR or LF).
+export const FST_WS_GATE_INVALID_REPLY = createError(
+  'FST_WS_GATE_INVALID_REPLY', 'Invalid reply to an upgrade request: %s', 500)
 
 // Outcomes of a pending handshake.
 export const FST_WS_GATE_HANDSHAKE_TIMEOUT = createError(

@@ -33,7 +33,7 @@ t.test('the handler runs after app hooks and schema validation, and sees coerced
   const outcome = opened(await connectWs(port, '/rooms/lobby?n=42'))
   t.equal(await outcome.first, 'welcome')
   outcome.ws.close()
-  t.same(order, ['onRequest', 'preValidation', 'preHandler', 'route preHandler', 'handshake', 'ws handler'])
+  t.strictSame(order, ['onRequest', 'preValidation', 'preHandler', 'route preHandler', 'handshake', 'ws handler'])
   t.strictSame(seen, [42, 'lobby'], 'querystring coerced to an integer by the schema')
 
   const invalid = await connectWs(port, '/rooms/lobby?n=many')

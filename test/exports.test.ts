@@ -12,7 +12,7 @@ function checkShape (t: tap.Test, gate: Record<string | symbol, unknown>) {
   t.type(gate.reject, 'function')
   t.equal(gate[Symbol.for('fastify.display-name')], 'fastify-ws-gate')
   t.strictSame(gate[Symbol.for('plugin-meta')], { fastify: '5.x', name: 'fastify-ws-gate' })
-  t.strictSame(Object.keys(gate).sort(), ['accept', 'default', 'errors', 'fastifyWsGate', 'reject'])
+  t.strictSame(Object.keys(gate).sort(), ['accept', 'asgi', 'default', 'errors', 'fastifyWsGate', 'reject'])
 }
 
 t.test('require() of the source returns the plugin with its named exports', async (t) => {
@@ -31,7 +31,16 @@ t.test('every error code is exported, prefixed and documented', async (t) => {
   const { errors } = require('../lib/index.ts')
   const api = readFileSync(join(__dirname, '..', 'docs', 'api.md'), 'utf8')
   const codes = Object.keys(errors)
-  t.ok(codes.length >= 10)
+  t.strictSame(codes.sort(), [
+    'FST_WS_GATE_ASGI_CLIENT_DISCONNECTED', 'FST_WS_GATE_ASGI_INCOMPLETE_RESPONSE', 'FST_WS_GATE_ASGI_INVALID_MESSAGE',
+    'FST_WS_GATE_ASGI_NO_DECISION', 'FST_WS_GATE_ASGI_UNEXPECTED_MESSAGE', 'FST_WS_GATE_BAD_REQUEST',
+    'FST_WS_GATE_BODY_STREAM_ERROR', 'FST_WS_GATE_CLIENT_CLOSED', 'FST_WS_GATE_FORBIDDEN_HEADER',
+    'FST_WS_GATE_HANDSHAKE_TIMEOUT', 'FST_WS_GATE_INVALID_BODY', 'FST_WS_GATE_INVALID_DECISION',
+    'FST_WS_GATE_INVALID_HEADER', 'FST_WS_GATE_INVALID_OPTION', 'FST_WS_GATE_INVALID_REPLY',
+    'FST_WS_GATE_INVALID_ROUTE_OPTION', 'FST_WS_GATE_INVALID_STATUS', 'FST_WS_GATE_METHOD_NOT_ALLOWED',
+    'FST_WS_GATE_NON_ERROR_THROWN', 'FST_WS_GATE_NOT_WEBSOCKET_ROUTE', 'FST_WS_GATE_PROTOCOL_NOT_OFFERED',
+    'FST_WS_GATE_REGISTRATION', 'FST_WS_GATE_UNSUPPORTED_VERSION'
+  ])
   for (const code of codes) {
     t.match(code, /^FST_WS_GATE_[A-Z_]+$/)
     t.equal(new errors[code]('a', 'b', 'c').code, code)

@@ -35,6 +35,7 @@ const cases: Array<[string, () => unknown, string, RegExp]> = [
   ['accept Sec-WebSocket-Protocol header', () => accept({ headers: { 'sec-websocket-protocol': 'chat' } }), 'FST_WS_GATE_FORBIDDEN_HEADER', /sec-websocket-protocol/],
   ['accept Sec-WebSocket-Extensions header', () => accept({ headers: { 'Sec-WebSocket-Extensions': 'x' } }), 'FST_WS_GATE_FORBIDDEN_HEADER', /Sec-WebSocket-Extensions/],
   ['accept header value with CR', () => accept({ headers: { 'Set-Cookie': 'a=1\rb' } }), 'FST_WS_GATE_INVALID_HEADER', /Set-Cookie: the value contains/],
+  ['accept header value with obs-text', () => accept({ headers: { 'X-Latin': 'caf\u00e9' } }), 'FST_WS_GATE_INVALID_HEADER', /X-Latin: a 101 header value must be ASCII/],
   ['accept protocol not offered', () => accept({ protocol: 'chat.v3' }), 'FST_WS_GATE_PROTOCOL_NOT_OFFERED', /^Subprotocol "chat.v3" was not offered by the client \(offered: chat.v1, chat.v2\)$/],
   ['accept protocol that is not a string', () => accept({ protocol: 42 as unknown as string }), 'FST_WS_GATE_PROTOCOL_NOT_OFFERED', /^Subprotocol 42 was not offered/],
   ['returns undefined', () => undefined, 'FST_WS_GATE_INVALID_DECISION', /must return accept\(\) or reject\(\), got undefined$/],

@@ -61,15 +61,42 @@ t.test('malformed upgrades are answered before any hook or handler runs', async 
   t.equal(appCode, 3, 'the server keeps serving valid upgrades')
 })
 
-t.test('Upgrade: websocket without Connection: upgrade is a malformed handshake on a WebSocket route', async (t) => {
-  const { port } = await start(t, (app) => {
+t.test('Upgrade: websocket without Connection: upgrade is answered 400 before any application code', async (t) => {
+  let appCode = 0
+  const { port, logs } = await start(t, (app) => {
+    app.addHook('onRequest', async () => { appCode++ })
+    app.setErrorHandler((_err, _request, reply) => { appCode++; reply.code(418).send('swallowed') })
     app.get('/ws', { websocket: true, handshake: () => accept() }, () => {})
     app.get('/plain', async () => 'plain')
   })
-  const ws = parseRaw((await rawExchange(port, upgradeRequest('/ws', { Connection: 'keep-alive' }), 500)).text)
-  t.equal(ws.statusLine, 'HTTP/1.1 400 Bad Request')
-  t.equal(ws.body, errorJson(400, 'Bad Request', BAD, 'Missing or invalid Connection header: expected "upgrade"'))
-  const plain = parseRaw((await rawExchange(port, upgradeRequest('/plain', { Connection: 'close' }), 500)).text)
-  t.equal(plain.statusLine, 'HTTP/1.1 200 OK', 'to Node and to a plain route this is an ordinary GET')
-  t.equal(plain.body, 'plain')
+  const body = errorJson(400, 'Bad Request', BAD, 'Missing or invalid Connection header: expected "upgrade"')
+  for (const [path, connection] of [['/ws', 'keep-alive'], ['/plain', null], ['/nowhere', 'close']] as const) {
+    logs.length = 0
+    const res = await rawExchange(port, upgradeRequest(path, { Connection: connection }))
+    const { statusLine, headerLines, body: got } = parseRaw(res.text)
+    t.equal(statusLine, 'HTTP/1.1 400 Bad Request', path)
+    t.strictSame(stableHead(headerLines), [
+      'Content-Type: application/json; charset=utf-8', `Content-Length: ${body.length}`, 'Connection: close', 'Date: <date>'
+    ])
+    t.equal(got, body)
+    t.equal(res.closed, true)
+    t.equal(logs.find((line) => line.msg === 'malformed WebSocket upgrade request')?.level, 20)
+  }
+  t.equal(appCode, 0, 'no hook, handler or error handler ran')
+  const plain = await fetch(`http://127.0.0.1:${port}/plain`)
+  t.equal(await plain.text(), 'plain', 'ordinary requests still reach Fastify')
+  t.equal(appCode, 1)
+})
+
+t.test('only space and tab are optional whitespace around subprotocols', async (t) => {
+  let appCode = 0
+  const { port } = await start(t, (app) => {
+    app.get('/ws', { websocket: true, handshake: () => { appCode++; return accept({ protocol: 'chat' }) } }, () => {})
+  })
+  const res = parseRaw((await rawExchange(port, upgradeRequest('/ws', { 'Sec-WebSocket-Protocol': 'chat\u00a0' }))).text)
+  t.equal(res.statusLine, 'HTTP/1.1 400 Bad Request')
+  t.equal(res.body, errorJson(400, 'Bad Request', BAD, 'Invalid Sec-WebSocket-Protocol header'))
+  t.equal(appCode, 0)
+  const upgrade = parseRaw((await rawExchange(port, upgradeRequest('/ws', { Upgrade: '\u00a0websocket' }))).text)
+  t.equal(upgrade.statusLine, 'HTTP/1.1 400 Bad Request')
 })

@@ -104,22 +104,31 @@ t.test('handshake works in child contexts and under a prefix', async (t) => {
   t.equal(denied(await connectWs(port, '/room')).statusCode, 404, 'the child hook did not leak to the parent')
 })
 
-t.test('the plugin registered in a child context gates that context', async (t) => {
-  const { port } = await start(t, async (app) => {
-    await app.register(async (child) => {
-      await child.register(fastifyWsGate, { handshakeTimeout: 50 })
-      child.get('/slow', { websocket: true, handshake: () => new Promise(() => {}) }, () => {})
-    }, { prefix: '/api' })
-  }, null)
-  const res = denied(await connectWs(port, '/api/slow'))
-  t.equal(res.statusCode, 503)
+t.test('registration in a child context, or twice, fails with FST_WS_GATE_REGISTRATION', async (t) => {
+  const child = Fastify()
+  child.register(async (scope) => { await scope.register(fastifyWsGate) }, { prefix: '/api' })
+  const inChild = await child.ready().then(() => null, (err: Error) => err)
+  t.equal((inChild as { code?: string } | null)?.code, 'FST_WS_GATE_REGISTRATION')
+  t.equal(inChild?.message, 'fastify-ws-gate must be registered once, on the root instance: it was registered in a child context (routes in every context are gated from the root)')
+  await child.close()
+
+  const twice = Fastify()
+  twice.register(fastifyWsGate)
+  twice.register(fastifyWsGate)
+  const again = await twice.ready().then(() => null, (err: Error) => err)
+  t.equal((again as { code?: string } | null)?.code, 'FST_WS_GATE_REGISTRATION')
+  t.equal(again?.message, 'fastify-ws-gate must be registered once, on the root instance: it is already registered on this server')
+  await twice.close()
 })
 
-t.test('close removes the upgrade listener', async (t) => {
+t.test('close removes the upgrade listener and gives Fastify its request listener back', async (t) => {
   const app = Fastify()
+  const [fastifyHandler] = app.server.listeners('request')
   await app.register(fastifyWsGate)
   await app.ready()
   t.equal(app.server.listenerCount('upgrade'), 1)
+  t.not(app.server.listeners('request')[0], fastifyHandler)
   await app.close()
   t.equal(app.server.listenerCount('upgrade'), 0)
+  t.strictSame(app.server.listeners('request'), [fastifyHandler])
 })

@@ -2,7 +2,7 @@
 // that the connection is closed after every denial with no 101 in sight.
 import { once } from 'node:events'
 import { connect } from 'node:net'
-import { Readable } from 'node:stream'
+import { Readable, Stream } from 'node:stream'
 import t from 'tap'
 import { reject } from '../lib/index.js'
 import { connectWs, denied, eventually, parseRaw, rawExchange, stableHead, start, upgradeRequest, wait } from './helpers.js'
@@ -248,4 +248,21 @@ t.test('a client that stops reading, then leaves, while a large denial waits for
   socket.destroy()
   t.ok(await eventually(() => destroyed, 2000), 'the body stream was destroyed')
   t.ok(await eventually(() => logs.some((line) => line.msg === 'client closed the connection during the denial body'), 2000))
+})
+
+t.test('a classic stream (not a node:stream Readable) is sent chunked too', async (t) => {
+  const classic = new Stream() as Stream & { readable: boolean, destroy?: () => void }
+  classic.readable = true
+  const res = await denialOf(t, () => {
+    setTimeout(() => { classic.emit('data', Buffer.from('old ')); classic.emit('data', 'school'); classic.emit('end') }, 10)
+    return reject(400, undefined, { body: classic as unknown as NodeJS.ReadableStream })
+  })
+  t.strictSame(stableHead(res.headerLines), ['Content-Type: application/octet-stream', 'Transfer-Encoding: chunked', 'Date: <date>', 'Connection: close'])
+  t.equal(res.body, '4\r\nold \r\n6\r\nschool\r\n0\r\n\r\n')
+})
+
+t.test('a stream body with a reason: the stream is the body', async (t) => {
+  const res = await denialOf(t, () => reject(401, 'Invalid token', { body: Readable.from(['streamed']) }))
+  t.equal(res.statusLine, 'HTTP/1.1 401 Unauthorized')
+  t.equal(res.body, '8\r\nstreamed\r\n0\r\n\r\n')
 })

@@ -117,3 +117,34 @@ t.test('app.route({ websocket: true, handshake }) works like the shorthand', asy
   t.equal(await outcome.first, 'b')
   outcome.ws.close()
 })
+
+t.test('a hook cannot make a denial look like a 101, nor corrupt the status line', async (t) => {
+  const { port, logs } = await start(t, (app) => {
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.headers['x-case'] === '101') return reply.code(101).send()
+      if (request.headers['x-case'] === 'crlf') {
+        reply.raw.statusMessage = 'Nope\r\nSet-Cookie: evil=1'
+        return reply.code(403).send('no')
+      }
+    })
+    app.get('/ws', { websocket: true, handshake: () => accept() }, () => {})
+  })
+  const bare = await rawExchange(port, upgradeRequest('/ws', { 'X-Case': '101' }))
+  const first = parseRaw(bare.text)
+  t.equal(first.statusLine, 'HTTP/1.1 500 Internal Server Error')
+  t.equal(first.body, '{"statusCode":500,"error":"Internal Server Error","message":"Internal Server Error"}')
+  t.equal(bare.closed, true)
+  t.equal((logs.find((line) => line.level === 50)?.err as { code: string, message: string }).message, 'Invalid reply to an upgrade request: status 101')
+
+  logs.length = 0
+  const crlf = await rawExchange(port, upgradeRequest('/ws', { 'X-Case': 'crlf' }))
+  const second = parseRaw(crlf.text)
+  t.equal(second.statusLine, 'HTTP/1.1 403 Forbidden', 'the standard phrase replaces the bad one')
+  t.notMatch(crlf.text, /evil/)
+  t.equal(second.body, 'no')
+  t.equal((logs.find((line) => line.level === 50)?.err as { code: string }).code, 'FST_WS_GATE_INVALID_REPLY')
+
+  const ok = opened(await connectWs(port, '/ws'))
+  ok.ws.close()
+  t.pass('the server is still serving')
+})

@@ -6,8 +6,8 @@
 //       │ ─close (403)──────────▶ ended
 //       │ ─http.response.start─▶ response ─body (final)─▶ ended
 //       └ client left / timeout ▶ gone        connected ─client closed─▶ gone
-import { PassThrough } from 'node:stream'
 import type { WebSocket } from 'ws'
+import { AsgiBody } from './body.js'
 import {
   FST_WS_GATE_ASGI_CLIENT_DISCONNECTED,
   FST_WS_GATE_ASGI_INCOMPLETE_RESPONSE,
@@ -41,7 +41,7 @@ export class AsgiSession {
   readonly #waiting: Array<(message: AsgiReceiveMessage) => void> = []
   #disconnect: WebSocketDisconnectEvent | undefined
   #ws: WebSocket | undefined
-  #body: PassThrough | undefined
+  #body: AsgiBody | undefined
 
   constructor (gate: Handshake, log: HandshakeLogger) {
     this.#gate = gate
@@ -137,9 +137,9 @@ export class AsgiSession {
 
   #start (rawStatus: unknown, rawHeaders: AsgiHeaders | undefined): void {
     const status = checkStatus(rawStatus)
-    const headers = toHeaderPairs(asgiHeaders(rawHeaders), true)
+    const headers = toHeaderPairs(asgiHeaders(rawHeaders), { allowLength: true })
     const length = declaredLength(headers)
-    const body = allowsBody(status) ? new PassThrough() : null
+    const body = allowsBody(status) ? new AsgiBody() : null
     this.#gate.deny({ status, headers, body, length })
     this.#phase = 'response'
     if (body === null) return
@@ -159,11 +159,8 @@ export class AsgiSession {
     const body = this.#body
     if (!more) this.#ended(message.type)
     if (body === undefined) return
-    if (more) {
-      if (!body.write(chunk)) await new Promise((resolve) => { body.once('drain', resolve); body.once('close', resolve) })
-    } else {
-      body.end(chunk)
-    }
+    if (chunk.length > 0) await body.send(chunk)
+    if (!more) await body.send(null)
   }
 
   async #sendConnected (message: AsgiSendMessage): Promise<void> {
@@ -233,7 +230,7 @@ export class AsgiSession {
   // engine logs why); a 204/304 was complete at start, so only the log is left.
   #fail (err: Error): void {
     if (this.#body === undefined) this.#log.error({ err }, 'ASGI application failed after its denial was sent')
-    else this.#body.destroy(err)
+    else this.#body.fail(err)
     this.#ended('nothing')
   }
 

@@ -9,7 +9,7 @@ import type { HeadersInput } from './http.js'
 export const kDecision: unique symbol = Symbol.for('fastify-ws-gate.decision')
 
 /** A body for a denial: text, bytes, a JSON-serialisable object, or a stream. */
-export type DenialBody = string | Uint8Array | Readable | Record<string, unknown> | unknown[]
+export type DenialBody = string | Uint8Array | Readable | NodeJS.ReadableStream | Record<string, unknown> | unknown[]
 
 export interface AcceptOptions {
   /** The subprotocol to select; must be one the client offered. */

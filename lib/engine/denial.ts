@@ -30,7 +30,7 @@ export function prepareDenial (decision: RejectDecision): Denial {
     throw new FST_WS_GATE_INVALID_BODY(`the reason must be a string, got ${typeof reason}`)
   }
   if (!allowsBody(status)) {
-    if (body instanceof Readable) body.destroy()
+    if (isStream(body)) body.destroy?.()
     return { status, headers, body: null }
   }
   let bytes: Buffer | Readable | null
@@ -45,8 +45,8 @@ export function prepareDenial (decision: RejectDecision): Denial {
   } else if (body instanceof Uint8Array) {
     bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength)
     type = 'application/octet-stream'
-  } else if (body instanceof Readable) {
-    bytes = body
+  } else if (isStream(body)) {
+    bytes = body instanceof Readable ? body : new Readable({ objectMode: true }).wrap(body)
     type = 'application/octet-stream'
   } else if (typeof body === 'object' && (Array.isArray(body) || isPlainObject(body))) {
     bytes = Buffer.from(toJSON(body))
@@ -56,6 +56,15 @@ export function prepareDenial (decision: RejectDecision): Denial {
   }
   if (!hasHeader(headers, 'content-type')) headers.push(['Content-Type', type])
   return { status, headers, body: bytes }
+}
+
+/**
+ * A stream body: a node:stream Readable, or any stream with the classic
+ * interface (readable-stream, through2, old Stream instances).
+ */
+export function isStream (value: unknown): value is NodeJS.ReadableStream & { destroy?: () => void } {
+  return typeof value === 'object' && value !== null &&
+    typeof (value as NodeJS.ReadableStream).pipe === 'function' && typeof (value as NodeJS.ReadableStream).on === 'function'
 }
 
 function isPlainObject (value: object): boolean {

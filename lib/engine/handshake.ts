@@ -10,7 +10,7 @@
 // Only the first transition counts; whatever arrives later is dropped. While a
 // decision is pending we read from the socket, which is the only way to learn
 // that the client has gone.
-import { Readable, type Duplex } from 'node:stream'
+import type { Duplex } from 'node:stream'
 import {
   FST_WS_GATE_CLIENT_CLOSED,
   FST_WS_GATE_HANDSHAKE_TIMEOUT,
@@ -18,7 +18,7 @@ import {
   FST_WS_GATE_PROTOCOL_NOT_OFFERED
 } from '../errors.js'
 import { isAccept, isDecision } from './decision.js'
-import { describe, prepareDenial, writeDenial, type Denial } from './denial.js'
+import { describe, isStream, prepareDenial, writeDenial, type Denial } from './denial.js'
 import { sendError, toHeaderPairs, type HeaderPairs } from './http.js'
 
 export interface HandshakeLogger {
@@ -58,7 +58,7 @@ const INTERNAL_ERROR = { statusCode: 500, message: 'Internal Server Error' }
 // A stream body that will never be sent is destroyed, so that its source (a
 // file, a database cursor) is released.
 function discardBody (decision: unknown): void {
-  if (isDecision(decision) && !isAccept(decision) && decision.body instanceof Readable) decision.body.destroy()
+  if (isDecision(decision) && !isAccept(decision) && isStream(decision.body)) decision.body.destroy?.()
 }
 
 export class Handshake {
@@ -142,7 +142,7 @@ export class Handshake {
       return
     }
     const protocol = this.#checkProtocol(decision.protocol)
-    const headers = toHeaderPairs(decision.headers)
+    const headers = toHeaderPairs(decision.headers, { asciiOnly: true })
     this.#settle('accepted')
     this.#face.upgrade(protocol, headers)
   }

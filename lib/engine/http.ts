@@ -23,21 +23,35 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 // ASCII, obs-text, space and tab. Anything else (CR, LF, NUL, other controls,
 // characters above U+00FF) would corrupt the response or be silently mangled.
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
+const ASCII_VALUE = /^[\t\x20-\x7e]*$/
+
+/** Optional whitespace (RFC 9110 §5.6.3) is space and tab only; String.prototype.trim() strips far more. */
+export function trimOWS (value: string): string {
+  return value.replace(/^[ \t]+|[ \t]+$/g, '')
+}
 
 // Headers that frame the response or belong to the WebSocket handshake: the
 // engine writes them itself, so an application may not.
 const RESERVED = new Set(['upgrade', 'connection', 'content-length', 'transfer-encoding'])
 
+/** A reason phrase that can stand in a status line: no CR, LF or other controls. */
+export function isStatusMessage (value: string): boolean {
+  return FIELD_VALUE.test(value)
+}
+
 export function isToken (value: string): boolean {
   return TOKEN.test(value)
 }
 
-/**
- * Validates and flattens application headers; throws a coded error on the
- * first bad one. `allowLength` lets Content-Length through, for a face that
- * frames a body by the application's own declared length.
- */
-export function toHeaderPairs (input: HeadersInput | undefined, allowLength = false): HeaderPairs {
+export interface HeaderRules {
+  /** Let Content-Length through, for a body framed by the application's own declared length (ASGI). */
+  allowLength?: boolean
+  /** Only ASCII values: for the 101, which ws writes as UTF-8, where obs-text would change bytes. */
+  asciiOnly?: boolean
+}
+
+/** Validates and flattens application headers; throws a coded error on the first bad one. */
+export function toHeaderPairs (input: HeadersInput | undefined, rules: HeaderRules = {}): HeaderPairs {
   const pairs: HeaderPairs = []
   if (input === undefined || input === null) return pairs
   if (typeof input !== 'object') {
@@ -52,20 +66,20 @@ export function toHeaderPairs (input: HeadersInput | undefined, allowLength = fa
     }
     const [name, value] = entry
     if (Array.isArray(value)) {
-      for (const item of value) pairs.push(checkHeader(name, item, allowLength))
+      for (const item of value) pairs.push(checkHeader(name, item, rules))
     } else {
-      pairs.push(checkHeader(name, value, allowLength))
+      pairs.push(checkHeader(name, value, rules))
     }
   }
   return pairs
 }
 
-function checkHeader (name: unknown, value: unknown, allowLength: boolean): [string, string] {
+function checkHeader (name: unknown, value: unknown, rules: HeaderRules): [string, string] {
   if (typeof name !== 'string' || !TOKEN.test(name)) {
     throw new FST_WS_GATE_INVALID_HEADER(JSON.stringify(String(name)), 'the name is not an RFC 9110 token')
   }
   const lower = name.toLowerCase()
-  if ((RESERVED.has(lower) && !(allowLength && lower === 'content-length')) || lower.startsWith('sec-websocket-')) {
+  if ((RESERVED.has(lower) && !(rules.allowLength === true && lower === 'content-length')) || lower.startsWith('sec-websocket-')) {
     throw new FST_WS_GATE_FORBIDDEN_HEADER(name)
   }
   if (typeof value === 'number' && Number.isFinite(value)) value = String(value)
@@ -74,6 +88,9 @@ function checkHeader (name: unknown, value: unknown, allowLength: boolean): [str
   }
   if (!FIELD_VALUE.test(value)) {
     throw new FST_WS_GATE_INVALID_HEADER(name, 'the value contains CR, LF, NUL, another control character or a character above U+00FF')
+  }
+  if (rules.asciiOnly === true && !ASCII_VALUE.test(value)) {
+    throw new FST_WS_GATE_INVALID_HEADER(name, 'a 101 header value must be ASCII (ws writes the 101 as UTF-8, which would change obs-text bytes)')
   }
   return [name, value]
 }

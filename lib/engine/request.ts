@@ -6,7 +6,7 @@ import {
   FST_WS_GATE_METHOD_NOT_ALLOWED,
   FST_WS_GATE_UNSUPPORTED_VERSION
 } from '../errors.js'
-import { isToken, type HeaderPairs } from './http.js'
+import { isToken, trimOWS, type HeaderPairs } from './http.js'
 
 export interface UpgradeRequest {
   method?: string
@@ -31,7 +31,7 @@ export function parseProtocols (value: string | undefined): string[] | null {
   if (value === undefined) return []
   const protocols: string[] = []
   for (const part of value.split(',')) {
-    const protocol = part.trim()
+    const protocol = trimOWS(part)
     if (!isToken(protocol) || protocols.includes(protocol)) return null
     protocols.push(protocol)
   }
@@ -47,7 +47,7 @@ export function checkUpgrade (req: UpgradeRequest): string[] | UpgradeProblem {
     return bad('A WebSocket upgrade needs HTTP/1.1')
   }
   const { headers } = req
-  if (headers.upgrade?.trim().toLowerCase() !== 'websocket') {
+  if (!isWebSocketUpgrade(headers.upgrade)) {
     return bad('Missing or invalid Upgrade header: expected "websocket"')
   }
   const key = headers['sec-websocket-key']
@@ -55,7 +55,7 @@ export function checkUpgrade (req: UpgradeRequest): string[] | UpgradeProblem {
     return bad('Missing or invalid Sec-WebSocket-Key header')
   }
   const version = headers['sec-websocket-version']
-  if (version?.trim() !== '13') {
+  if (version === undefined || trimOWS(version) !== '13') {
     return {
       error: new FST_WS_GATE_UNSUPPORTED_VERSION(version === undefined ? '(none)' : JSON.stringify(version)),
       headers: [['Sec-WebSocket-Version', '13']]
@@ -63,6 +63,11 @@ export function checkUpgrade (req: UpgradeRequest): string[] | UpgradeProblem {
   }
   const protocols = parseProtocols(headers['sec-websocket-protocol'])
   return protocols ?? bad('Invalid Sec-WebSocket-Protocol header')
+}
+
+/** Whether an Upgrade header asks for WebSocket. */
+export function isWebSocketUpgrade (upgrade: string | undefined): boolean {
+  return upgrade !== undefined && trimOWS(upgrade).toLowerCase() === 'websocket'
 }
 
 function bad (message: string): UpgradeProblem {

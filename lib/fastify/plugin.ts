@@ -8,7 +8,7 @@
 // wrapper runs the handler and applies its decision; on a plain route it
 // answers 400 instead of letting @fastify/websocket send a 101 and hang up.
 import { EventEmitter } from 'node:events'
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import fastifyWebsocket from '@fastify/websocket'
 import type {
@@ -16,14 +16,14 @@ import type {
 } from 'fastify'
 import fp from 'fastify-plugin'
 import {
-  FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_INVALID_OPTION, FST_WS_GATE_INVALID_ROUTE_OPTION, FST_WS_GATE_NON_ERROR_THROWN,
-  FST_WS_GATE_NOT_WEBSOCKET_ROUTE
+  FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_INVALID_OPTION, FST_WS_GATE_INVALID_REPLY, FST_WS_GATE_INVALID_ROUTE_OPTION,
+  FST_WS_GATE_NON_ERROR_THROWN, FST_WS_GATE_NOT_WEBSOCKET_ROUTE, FST_WS_GATE_REGISTRATION
 } from '../errors.js'
 import { describe } from '../engine/denial.js'
 import { Handshake } from '../engine/handshake.js'
 import { kDrivesEngine } from './driver.js'
-import { sendError, type HeaderPairs } from '../engine/http.js'
-import { checkUpgrade } from '../engine/request.js'
+import { errorBody, isStatusMessage, JSON_TYPE, sendError, type HeaderPairs } from '../engine/http.js'
+import { checkUpgrade, isWebSocketUpgrade } from '../engine/request.js'
 import type { FastifyWsGateOptions, HandshakeHandler } from './types.js'
 
 // Set by our 'upgrade' listener on requests that passed the checks: the
@@ -31,6 +31,10 @@ import type { FastifyWsGateOptions, HandshakeHandler } from './types.js'
 const kOffered = Symbol('fastify-ws-gate.offered')
 // Set when a handshake is accepted: what goes into the 101.
 const kAccepted = Symbol('fastify-ws-gate.accepted')
+// Set on the server once the gate is installed on it.
+const kInstalled = Symbol('fastify-ws-gate.installed')
+
+type RequestListener = (req: IncomingMessage, res: ServerResponse) => void
 
 interface GateRequest extends IncomingMessage {
   [kOffered]?: string[]
@@ -56,10 +60,18 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     throw new FST_WS_GATE_INVALID_OPTION('websocket', 'must be the options object of @fastify/websocket')
   }
 
+  // The gate owns the server's upgrade path, which is server-wide; from a
+  // child context its hooks would cover only some of the routes it receives.
+  const server = fastify.server as typeof fastify.server & { [kInstalled]?: true }
+  if (!Object.prototype.hasOwnProperty.call(fastify, 'server')) {
+    throw new FST_WS_GATE_REGISTRATION('it was registered in a child context (routes in every context are gated from the root)')
+  }
+  if (server[kInstalled] === true) throw new FST_WS_GATE_REGISTRATION('it is already registered on this server')
+  server[kInstalled] = true
+
   // @fastify/websocket listens to a relay instead of the server, so that
   // nothing reaches Fastify's routing before our checks.
   const relay = new EventEmitter()
-  const server = fastify.server
   if (fastify.hasDecorator('websocketServer')) {
     if (websocket !== undefined) {
       throw new FST_WS_GATE_INVALID_OPTION('websocket', '@fastify/websocket is already registered; configure it there')
@@ -73,10 +85,30 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   }
 
   server.on('upgrade', onUpgrade)
+  // `Upgrade: websocket` without `Connection: upgrade` is not an upgrade to
+  // Node, which sends it down the ordinary request path. It is a malformed
+  // WebSocket handshake, answered here before Fastify sees it.
+  const handlers = server.listeners('request') as RequestListener[]
+  server.removeAllListeners('request')
+  server.on('request', onRequest)
   fastify.addHook('onClose', (_instance, done) => {
     server.removeListener('upgrade', onUpgrade)
+    server.removeListener('request', onRequest)
+    for (const handler of handlers) server.on('request', handler)
+    delete server[kInstalled]
     done()
   })
+
+  function onRequest (this: unknown, req: IncomingMessage, res: ServerResponse): void {
+    if (isWebSocketUpgrade(req.headers.upgrade)) {
+      const err = new FST_WS_GATE_BAD_REQUEST('Missing or invalid Connection header: expected "upgrade"')
+      fastify.log.debug({ statusCode: 400, reason: err.message }, 'malformed WebSocket upgrade request')
+      const body = errorBody(400, err.message, err.code)
+      res.writeHead(400, { 'Content-Type': JSON_TYPE, 'Content-Length': body.length, Connection: 'close' }).end(body)
+      return
+    }
+    for (const handler of handlers) handler.call(this, req, res)
+  }
 
   function onUpgrade (req: GateRequest, socket: Duplex, head: Buffer): void {
     const checked = checkUpgrade(req)
@@ -104,9 +136,26 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   })
 
   // Replies sent through Fastify to an upgrade request (an auth hook's 401, the
-  // error handler's 500, the 404 handler) end the connection: say so.
+  // error handler's 500, the 404 handler) end the connection: say so. And they
+  // must not be what a denial can never be: a 1xx (a bare 101 would tell the
+  // client it connected), or a status message that would corrupt the head.
   fastify.addHook('onSend', (request, reply, payload, done) => {
-    if ((request.raw as GateRequest)[kOffered] !== undefined) reply.header('connection', 'close')
+    if ((request.raw as GateRequest)[kOffered] === undefined) {
+      done(null, payload)
+      return
+    }
+    reply.header('connection', 'close')
+    const { statusMessage } = reply.raw
+    if (statusMessage !== undefined && !isStatusMessage(statusMessage)) {
+      request.log.error({ err: new FST_WS_GATE_INVALID_REPLY(`status message ${JSON.stringify(statusMessage)}`) }, 'invalid reply to an upgrade request')
+      reply.raw.statusMessage = ''
+    }
+    if (reply.statusCode < 200) {
+      request.log.error({ err: new FST_WS_GATE_INVALID_REPLY(`status ${reply.statusCode}`) }, 'invalid reply to an upgrade request')
+      reply.code(500).type(JSON_TYPE)
+      done(null, errorBody(500, 'Internal Server Error'))
+      return
+    }
     done(null, payload)
   })
 
@@ -139,19 +188,12 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       }
       return
     }
+    // Without a handshake, a WebSocket route is @fastify/websocket's own.
+    if (handshake === undefined) return
     const timeout = routeTimeout ?? handshakeTimeout
     route.handler = function gated (this: FastifyInstance, request, reply) {
-      const raw = request.raw as GateRequest
-      const offered = raw[kOffered]
-      if (offered === undefined) {
-        // `Upgrade: websocket` without `Connection: upgrade` is not an upgrade
-        // to Node, but it is a malformed WebSocket handshake.
-        if (raw.headers.upgrade !== undefined) {
-          return reply.send(new FST_WS_GATE_BAD_REQUEST('Missing or invalid Connection header: expected "upgrade"'))
-        }
-        return next.call(this, request, reply)
-      }
-      if (handshake === undefined) return next.call(this, request, reply)
+      const offered = (request.raw as GateRequest)[kOffered]
+      if (offered === undefined) return next.call(this, request, reply)
       runHandshake(this, next, handshake, timeout, offered, request, reply)
     } as RouteOptions['handler']
   })
