@@ -43,7 +43,15 @@ export async function start (
 }
 
 export type Outcome =
-  | { accepted: true, ws: WebSocket, protocol: string, headers: IncomingHttpHeaders, first: Promise<string> }
+  | {
+    accepted: true
+    ws: WebSocket
+    protocol: string
+    headers: IncomingHttpHeaders
+    first: Promise<string>
+    /** Every message received since the connection opened: [data as text, isBinary]. */
+    messages: Array<[string, boolean]>
+  }
   | { accepted: false, statusCode: number, statusMessage: string, headers: IncomingHttpHeaders, body: string }
 
 /** Opens a WebSocket with `ws` and reports what the client saw: the 101 or the denial. */
@@ -56,9 +64,10 @@ export function connectWs (
     const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, options.protocols ?? [], { headers: options.headers })
     let upgradeHeaders: IncomingHttpHeaders = {}
     const first = new Promise<string>((resolve) => ws.once('message', (data) => resolve(String(data))))
-    first.catch(() => {})
+    const messages: Array<[string, boolean]> = []
+    ws.on('message', (data, isBinary) => { messages.push([String(data), isBinary]) })
     ws.on('upgrade', (res) => { upgradeHeaders = res.headers })
-    ws.on('open', () => resolve({ accepted: true, ws, protocol: ws.protocol, headers: upgradeHeaders, first }))
+    ws.on('open', () => resolve({ accepted: true, ws, protocol: ws.protocol, headers: upgradeHeaders, first, messages }))
     ws.on('unexpected-response', (_req, res) => {
       let body = ''
       res.setEncoding('utf8')
