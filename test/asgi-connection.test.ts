@@ -1,8 +1,10 @@
 // asgi(): the connection half of the protocol, after websocket.accept.
+import { once } from 'node:events'
+import { connect } from 'node:net'
 import t from 'tap'
 import WebSocket from 'ws'
 import { asgi, type AsgiApp, type AsgiReceiveMessage } from '../lib/index.js'
-import { connectWs, eventually, opened, start, wait } from './helpers.js'
+import { connectWs, eventually, opened, start, upgradeRequest, wait } from './helpers.js'
 
 function settle<T> () {
   let resolve!: (value: T) => void
@@ -68,7 +70,7 @@ for (const [label, message, expected] of [
       after.resolve(await send({ type: 'websocket.send', text: 'too late' }).catch((err: Error) => err))
     })
     const outcome = opened(await connectWs(port, '/live'))
-  const { ws } = outcome
+    const { ws } = outcome
     const closed = closeOf(ws)
     t.strictSame(await messages(outcome, 1), [['last', false]])
     t.strictSame(await closed, expected)
@@ -273,4 +275,53 @@ t.test('a close frame without a code is reported as 1005, as RFC 6455 §7.1.5 sa
   const { ws } = opened(await connectWs(port, '/live'))
   ws.close()
   t.strictSame(await got.promise, { type: 'websocket.disconnect', code: 1005, reason: '' })
+})
+
+t.test('a send while the client\'s close handshake is under way rejects with ws\'s error', async (t) => {
+  const result = settle<unknown>()
+  const ready = settle<void>()
+  const { port } = await serve(t, async (_scope, receive, send) => {
+    await receive()
+    await send({ type: 'websocket.accept' })
+    await ready.promise
+    result.resolve(await send({ type: 'websocket.send', text: 'x' }).catch((err: Error) => err))
+  })
+  // Half-open allowed: the server's FIN after its close frame must not end our side.
+  const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+  await once(socket, 'connect')
+  socket.write(upgradeRequest('/live'))
+  await once(socket, 'data')
+  // A masked close frame with code 1000; the TCP connection stays open, so
+  // the server's socket is CLOSING and has not emitted 'close' yet.
+  socket.write(Buffer.from([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]))
+  await wait(50)
+  ready.resolve()
+  const err = await result.promise as Error
+  t.match(err.message, /WebSocket is not open: readyState 2 \(CLOSING\)/)
+  socket.destroy()
+})
+
+t.test('sends waiting on a slow denial body resolve when the client leaves; receive says 1006', async (t) => {
+  const outcome = settle<unknown[]>()
+  const { port } = await start(t, (fastify) => {
+    fastify.get('/deny', asgi(async (_scope, receive, send) => {
+      await receive()
+      await send({ type: 'websocket.http.response.start', status: 503 })
+      const results: unknown[] = []
+      // 8 MiB more than the socket can take at once, so the second send waits.
+      await send({ type: 'websocket.http.response.body', body: Buffer.alloc(8 * 1024 * 1024), more_body: true })
+      results.push(await send({ type: 'websocket.http.response.body', body: 'tail', more_body: true }).then(() => 'resolved'))
+      results.push(await send({ type: 'websocket.http.response.body', body: 'last' }).then(() => 'resolved'))
+      results.push(await receive())
+      outcome.resolve(results)
+    }))
+  })
+  const socket = connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  socket.write(upgradeRequest('/deny'))
+  await once(socket, 'data')
+  socket.pause()
+  await wait(100)
+  socket.destroy()
+  t.strictSame(await outcome.promise, ['resolved', 'resolved', { type: 'websocket.disconnect', code: 1006 }])
 })

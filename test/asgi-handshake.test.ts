@@ -1,9 +1,15 @@
 // asgi(): the scope, and the handshake half of the ASGI message protocol,
 // including the denial-response extension, pinned on the wire.
+import { spawnSync } from 'node:child_process'
 import { once } from 'node:events'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { connect } from 'node:net'
+import Fastify from 'fastify'
 import t from 'tap'
-import { asgi, type AsgiApp, type AsgiReceiveMessage, type WebSocketScope } from '../lib/index.js'
+import WebSocket from 'ws'
+import fastifyWsGate, { asgi, type AsgiApp, type AsgiReceiveMessage, type WebSocketScope } from '../lib/index.js'
 import { percentDecode } from '../lib/asgi/scope.js'
 import { ACCEPT, collect, connectWs, denied, eventually, opened, parseRaw, rawExchange, stableHead, start, upgradeRequest, wait } from './helpers.js'
 
@@ -30,7 +36,7 @@ t.test('the scope, field for field', async (t) => {
   await once(socket, 'connect')
   const request = Buffer.concat([
     Buffer.from('GET /live/one%2Ftwo/caf%C3%A9?token=a%20b&x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-      `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: p1, p2\r\nX-Dup: 1\r\nUsername: `),
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: p1, p2\r\nX-Dup: 1\r\nUsername: '),
     Buffer.from('abraão', 'utf8'),
     Buffer.from('\r\nx-dup: 2\r\n\r\n')
   ])
@@ -398,4 +404,71 @@ t.test('asgi() works with app.route and a route-level timeout', async (t) => {
     fastify.route({ method: 'GET', url: '/r', ...asgi(async () => { await new Promise(() => {}) }, { handshakeTimeout: 30 }) })
   })
   t.equal(denied(await connectWs(port, '/r')).statusCode, 503)
+})
+
+t.test('a final body message may omit the body', async (t) => {
+  const { port } = await serve(t, async (_scope, receive, send) => {
+    await receive()
+    await send({ type: 'websocket.http.response.start', status: 410 })
+    await send({ type: 'websocket.http.response.body', body: 'gone', more_body: true })
+    await send({ type: 'websocket.http.response.body' })
+  })
+  const res = parseRaw((await rawExchange(port, upgradeRequest('/live/x'))).text)
+  t.equal(res.statusLine, 'HTTP/1.1 410 Gone')
+  t.equal(res.body, '4\r\ngone\r\n0\r\n\r\n')
+})
+
+t.test('on a Unix socket, client and server are null', async (t) => {
+  const path = join(mkdtempSync(join(tmpdir(), 'ws-gate-unix-')), 'gate.sock')
+  const seen = settle<WebSocketScope>()
+  const app = Fastify()
+  await app.register(fastifyWsGate)
+  app.get('/live', asgi(async (scope, receive, send) => {
+    seen.resolve(scope)
+    await receive()
+    await send({ type: 'websocket.close' })
+  }))
+  await app.listen({ path })
+  t.teardown(() => app.close())
+  const socket = connect(path)
+  await once(socket, 'connect')
+  const res = await collect(socket, upgradeRequest('/live'), 2000)
+  t.equal(parseRaw(res.text).statusLine, 'HTTP/1.1 403 Forbidden')
+  const scope = await seen.promise
+  t.equal(scope.client, null)
+  t.equal(scope.server, null)
+})
+
+t.test('when ws itself refuses the upgrade (a malformed extension offer), the app hears 1006', async (t) => {
+  const seen = settle<AsgiReceiveMessage>()
+  const { port } = await start(t, (fastify) => {
+    fastify.get('/live', asgi(async (_scope, receive, send) => {
+      await receive()
+      await send({ type: 'websocket.accept' })
+      seen.resolve(await receive())
+    }))
+  }, { websocket: { options: { perMessageDeflate: true } } })
+  const res = await rawExchange(port, upgradeRequest('/live', { 'Sec-WebSocket-Extensions': 'permessage-deflate; =' }))
+  t.equal(parseRaw(res.text).statusLine, 'HTTP/1.1 400 Bad Request')
+  t.strictSame(await seen.promise, { type: 'websocket.disconnect', code: 1006 })
+})
+
+t.test('over TLS the scheme is wss', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ws-gate-tls-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-days', '1',
+    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' })
+  t.equal(made.status, 0, 'openssl made a self-signed certificate')
+  const seen = settle<WebSocketScope>()
+  const { port } = await start(t, (fastify) => {
+    fastify.get('/live', asgi(async (scope, receive, send) => {
+      seen.resolve(scope)
+      await receive()
+      await send({ type: 'websocket.accept' })
+    }))
+  }, {}, { https: { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) } } as never)
+  const ws = new WebSocket(`wss://127.0.0.1:${port}/live`, { rejectUnauthorized: false })
+  await once(ws, 'open')
+  t.equal((await seen.promise).scheme, 'wss')
+  ws.close()
 })

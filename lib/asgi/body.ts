@@ -18,6 +18,8 @@ export class AsgiBody extends Readable {
 
   /** Queues a chunk (null ends the body); resolves when the engine has taken it. */
   send (chunk: Buffer | null): Promise<void> {
+    // The client left and the engine destroyed us: nothing more will be taken.
+    if (this.destroyed) return Promise.resolve()
     return new Promise((resolve) => {
       this.#pending.push({ chunk, taken: resolve })
       this.#flush()

@@ -5,7 +5,7 @@ import type { TLSSocket } from 'node:tls'
 import type { WebSocketScope } from './types.js'
 
 export function buildScope (req: IncomingMessage, subprotocols: readonly string[], rootPath: string): WebSocketScope {
-  const url = req.url ?? '/'
+  const url = req.url as string
   const mark = url.indexOf('?')
   const rawPath = mark === -1 ? url : url.slice(0, mark)
   const query = mark === -1 ? '' : url.slice(mark + 1)

@@ -257,8 +257,9 @@ export class AsgiSession {
     if (this.#queue.length === HIGH_WATER) this.#ws?.pause()
   }
 
+  // Called once per connection: each path that ends it (a decision, a client
+  // that left, a close) moves the phase on, so no second path can reach here.
   #end (message: WebSocketDisconnectEvent): void {
-    if (this.#disconnect !== undefined) return
     this.#disconnect = message
     this.#push(message)
     for (const waiting of this.#waiting.splice(0)) waiting(message)

@@ -2,8 +2,8 @@
 // expect-error directive must fail to compile; everything else must compile.
 import Fastify, { type FastifyRequest } from 'fastify'
 import fastifyWsGate, {
-  accept, reject, type AcceptDecision, type HandshakeContext, type HandshakeDecision, type HandshakeHandler,
-  type RejectDecision
+  accept, asgi, reject, type AcceptDecision, type AsgiApp, type AsgiReceiveMessage, type HandshakeContext,
+  type HandshakeDecision, type HandshakeHandler, type RejectDecision, type WebSocketScope
 } from '../../lib/index.js'
 
 const app = Fastify()
@@ -74,3 +74,40 @@ const handler: HandshakeHandler = (_request, ctx: HandshakeContext) => {
   return accept()
 }
 export { decisions, handler }
+
+// asgi(): messages are discriminated unions; a typo in `type` does not compile.
+const echo: AsgiApp = async (scope: WebSocketScope, receive, send) => {
+  const first: AsgiReceiveMessage = await receive()
+  if (first.type !== 'websocket.connect') return
+  const query: Buffer = scope.query_string
+  if (query.length === 0) {
+    await send({ type: 'websocket.http.response.start', status: 401, headers: [['www-authenticate', 'Bearer'], [Buffer.from('x'), Buffer.from('y')]] })
+    await send({ type: 'websocket.http.response.body', body: 'token required', more_body: false })
+    return
+  }
+  await send({ type: 'websocket.accept', subprotocol: scope.subprotocols[0] ?? null })
+  for (;;) {
+    const message = await receive()
+    if (message.type === 'websocket.disconnect') {
+      const code: number = message.code
+      return code === 1000 ? undefined : undefined
+    }
+    if (message.type === 'websocket.receive') {
+      await send({ type: 'websocket.send', text: `echo: ${message.text ?? message.bytes?.length}` })
+    }
+  }
+}
+app.get('/live/*', asgi(echo))
+app.get('/live2/*', asgi(echo, { handshakeTimeout: 1000, rootPath: '/live2' }))
+app.route({ method: 'GET', url: '/live3', ...asgi(echo) })
+
+asgi(async (_scope, _receive, send) => {
+  // @ts-expect-error a typo in a message type
+  await send({ type: 'websocket.acept' })
+  // @ts-expect-error status is a number
+  await send({ type: 'websocket.http.response.start', status: '401' })
+  // @ts-expect-error more_body is spelled with an underscore, as in the spec
+  await send({ type: 'websocket.http.response.body', body: 'x', moreBody: true })
+})
+// @ts-expect-error the application takes (scope, receive, send)
+asgi((scope: string) => scope)
