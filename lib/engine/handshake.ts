@@ -61,6 +61,42 @@ function discardBody (decision: unknown): void {
   if (isDecision(decision) && !isAccept(decision) && isStream(decision.body)) decision.body.destroy?.()
 }
 
+// Most async handlers settle within a few microtasks (a cache hit, a
+// synchronous check behind `async`). Watching costs a read on the socket and
+// four listeners, so it starts only for handshakes still pending once the
+// event loop comes round, batched into one setImmediate for all of them. A
+// client that leaves is still noticed within a loop turn.
+let soon: Handshake[] | undefined
+function watchSoon (handshake: Handshake): void {
+  if (soon === undefined) {
+    soon = []
+    setImmediate(watchPending)
+  }
+  soon.push(handshake)
+}
+function watchPending (): void {
+  const list = soon as Handshake[]
+  soon = undefined
+  for (const handshake of list) if (handshake.pending) handshake.watch()
+}
+
+// What a handler sees of its handshake: the offered subprotocols and the
+// signal, made on first use. A class, so that the getter lives on a prototype.
+class Context implements HandshakeContext {
+  readonly #handshake: Handshake
+  constructor (handshake: Handshake) {
+    this.#handshake = handshake
+  }
+
+  get signal (): AbortSignal {
+    return this.#handshake.signal
+  }
+
+  get protocols (): readonly string[] {
+    return this.#handshake.protocols
+  }
+}
+
 export class Handshake {
   readonly protocols: readonly string[]
   /** Told when the client leaves or the handshake times out, for faces whose application must hear of it (ASGI). */
@@ -85,6 +121,10 @@ export class Handshake {
     this.#face = face
   }
 
+  get pending (): boolean {
+    return this.#state === 'pending'
+  }
+
   // Made on first use: most handlers never look at it, and a pending
   // handshake should cost as little memory as possible.
   get signal (): AbortSignal {
@@ -97,17 +137,13 @@ export class Handshake {
 
   /** The second argument of a handshake handler. */
   context (): HandshakeContext {
-    const handshake = this
-    return {
-      protocols: this.protocols,
-      get signal () { return handshake.signal }
-    }
+    return new Context(this)
   }
 
   /** Takes what a handler returned: a decision, or a promise of one. */
   decide (result: unknown): void {
     if (typeof (result as PromiseLike<unknown> | null)?.then === 'function') {
-      this.watch()
+      watchSoon(this)
       ;(result as PromiseLike<unknown>).then(
         (decision) => this.apply(decision),
         (err: unknown) => this.fail(err)

@@ -164,8 +164,12 @@ export function sendResponse (socket: Duplex, status: number, headers: HeaderPai
     return
   }
   const length = body === null ? 0 : body.length
-  const head = latin1(responseHead(status, headers, `Content-Length: ${length}\r\n`))
-  closeAfter(socket, length === 0 ? head : Buffer.concat([head, body as Buffer]))
+  const head = responseHead(status, headers, `Content-Length: ${length}\r\n`)
+  // One buffer, one write: the head (one byte per character) and the body.
+  const bytes = Buffer.allocUnsafe(head.length + length)
+  bytes.write(head, 0, 'latin1')
+  if (body !== null) body.copy(bytes, head.length)
+  closeAfter(socket, bytes)
 }
 
 export const JSON_TYPE = 'application/json; charset=utf-8'

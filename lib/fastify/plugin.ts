@@ -20,7 +20,7 @@ import {
   FST_WS_GATE_NON_ERROR_THROWN, FST_WS_GATE_NOT_WEBSOCKET_ROUTE, FST_WS_GATE_REGISTRATION
 } from '../errors.js'
 import { describe } from '../engine/denial.js'
-import { Handshake } from '../engine/handshake.js'
+import { Handshake, type HandshakeFace } from '../engine/handshake.js'
 import { kDrivesEngine } from './driver.js'
 import { errorBody, isStatusMessage, JSON_TYPE, sendError, type HeaderPairs } from '../engine/http.js'
 import { checkUpgrade, isWebSocketUpgrade } from '../engine/request.js'
@@ -199,6 +199,36 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   })
 }
 
+// The engine's hooks into Fastify for one handshake. A class rather than an
+// object of closures: it is made for every gated upgrade.
+class FastifyFace implements HandshakeFace {
+  readonly #instance: FastifyInstance
+  readonly #next: RouteHandlerMethod
+  readonly #request: FastifyRequest
+  readonly #reply: FastifyReply
+
+  constructor (instance: FastifyInstance, next: RouteHandlerMethod, request: FastifyRequest, reply: FastifyReply) {
+    this.#instance = instance
+    this.#next = next
+    this.#request = request
+    this.#reply = reply
+  }
+
+  upgrade (protocol: string | undefined, headers: HeaderPairs): void {
+    (this.#request.raw as GateRequest)[kAccepted] = { protocol, headers }
+    this.#request.log.debug({ protocol }, 'handshake accepted')
+    this.#next.call(this.#instance, this.#request, this.#reply)
+  }
+
+  error (err: unknown): void {
+    this.#reply.send(err instanceof Error ? err : new FST_WS_GATE_NON_ERROR_THROWN(describe(err)))
+  }
+
+  takeover (): void {
+    this.#reply.hijack()
+  }
+}
+
 function runHandshake (
   instance: FastifyInstance,
   next: RouteHandlerMethod,
@@ -208,19 +238,7 @@ function runHandshake (
   request: FastifyRequest,
   reply: FastifyReply
 ): void {
-  const gate = new Handshake(request.raw.socket, offered, timeout, request.log, {
-    upgrade (protocol, headers) {
-      (request.raw as GateRequest)[kAccepted] = { protocol, headers }
-      request.log.debug({ protocol }, 'handshake accepted')
-      next.call(instance, request, reply)
-    },
-    error (err) {
-      reply.send(err instanceof Error ? err : new FST_WS_GATE_NON_ERROR_THROWN(describe(err)))
-    },
-    takeover () {
-      reply.hijack()
-    }
-  })
+  const gate = new Handshake(request.raw.socket, offered, timeout, request.log, new FastifyFace(instance, next, request, reply))
   if (kDrivesEngine in handshake) {
     (handshake as unknown as (request: FastifyRequest, gate: Handshake) => void).call(instance, request, gate)
     return

@@ -1,0 +1,245 @@
+// The handshake benchmark behind `npm run bench`. Every server under test and
+// the load generator run in their own processes; servers are measured in
+// interleaved rounds (A B C D, B C D A, ...) and medians reported, because the
+// machine is shared and noisy. Prints a table and writes bench/results/*.json.
+//
+//   npm run bench                full run
+//   npm run bench -- --quick     under a minute
+//   flags: --rounds N --handshakes N --concurrency N --memory N --out FILE
+import { fork } from 'node:child_process'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { cpus, totalmem } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+
+const here = dirname(fileURLToPath(import.meta.url))
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    rounds: { type: 'string' },
+    handshakes: { type: 'string' },
+    concurrency: { type: 'string' },
+    memory: { type: 'string' },
+    out: { type: 'string' }
+  }
+})
+const preset = flags.quick
+  ? { rounds: 2, handshakes: 2000, concurrency: 64, memory: 2000 }
+  : { rounds: 5, handshakes: 20000, concurrency: 64, memory: 10000 }
+const config = {
+  rounds: Number(flags.rounds ?? preset.rounds),
+  handshakes: Number(flags.handshakes ?? preset.handshakes),
+  concurrency: Number(flags.concurrency ?? preset.concurrency),
+  memory: Number(flags.memory ?? preset.memory)
+}
+config.warmup = Math.max(50, Math.floor(config.handshakes / 5))
+
+const SERVERS = [
+  { key: 'gate', name: 'fastify-ws-gate', file: 'servers/gate.mjs' },
+  { key: 'fws', name: '@fastify/websocket + preValidation', file: 'servers/fastify-websocket.mjs' },
+  { key: 'ws', name: 'ws + verifyClient', file: 'servers/ws.mjs' },
+  { key: 'floor', name: 'node:http upgrade (floor)', file: 'servers/floor.mjs' }
+]
+const BASELINE = 'fws'
+const ROUTES = [['accept', 101], ['reject', 401]]
+
+// A child process spoken to over IPC: each request gets the reply with its id.
+function start (file, execArgv = []) {
+  const child = fork(join(here, file), [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  let nextId = 0
+  const waiting = new Map()
+  const ready = new Promise((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`${file} exited with ${code}`)))
+    child.on('message', (message) => {
+      if (message.ready) resolve(message)
+      else {
+        waiting.get(message.id)?.(message)
+        waiting.delete(message.id)
+      }
+    })
+  })
+  return {
+    child,
+    ready,
+    ask (message) {
+      const id = ++nextId
+      return new Promise((resolve) => {
+        waiting.set(id, resolve)
+        child.send({ ...message, id })
+      })
+    }
+  }
+}
+
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+const cpuOf = ({ cpu }) => cpu.user + cpu.system
+const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+async function main () {
+  const load = start('load.mjs')
+  await load.ready
+  const servers = []
+  for (const spec of SERVERS) {
+    const proc = start(spec.file, ['--expose-gc'])
+    const { port } = await proc.ready
+    servers.push({ ...spec, proc, port })
+  }
+
+  const problems = []
+  async function measure (server, path, count, expected) {
+    const before = await server.proc.ask({ cmd: 'stats' })
+    const result = await load.ask({ cmd: 'run', port: server.port, path, count, concurrency: config.concurrency })
+    const after = await server.proc.ask({ cmd: 'stats' })
+    if (result.statuses[expected] !== count) problems.push(`${server.key} ${path}: expected ${count} × ${expected}, got ${JSON.stringify(result.statuses)}`)
+    return {
+      rate: count / result.elapsedMs * 1000,
+      p50: result.p50,
+      p99: result.p99,
+      cpuUs: (cpuOf(after) - cpuOf(before)) / count
+    }
+  }
+
+  console.error(`warming up (${config.warmup} handshakes per server and route)...`)
+  for (const server of servers) {
+    for (const [route, status] of ROUTES) await measure(server, `/${route}`, config.warmup, status)
+  }
+
+  const samples = {}
+  for (let round = 0; round < config.rounds; round++) {
+    const order = servers.map((_, i) => servers[(i + round) % servers.length])
+    console.error(`round ${round + 1}/${config.rounds}: ${order.map((server) => server.key).join(' ')}`)
+    for (const server of order) {
+      for (const [route, status] of ROUTES) {
+        const key = `${server.key}/${route}`
+        ;(samples[key] ??= []).push(await measure(server, `/${route}`, config.handshakes, status))
+      }
+    }
+  }
+
+  const throughput = {}
+  for (const server of servers) {
+    for (const [route] of ROUTES) {
+      const list = samples[`${server.key}/${route}`]
+      throughput[`${server.key}/${route}`] = {
+        rate: median(list.map((s) => s.rate)),
+        p50: median(list.map((s) => s.p50)),
+        p99: median(list.map((s) => s.p99)),
+        cpuUs: median(list.map((s) => s.cpuUs)),
+        rounds: list
+      }
+    }
+  }
+
+  for (const server of servers) server.proc.child.kill()
+
+  // Memory: N idle accepted connections, then N handshakes pending in a
+  // handler (or hook) that never answers. Each in a fresh server process, so
+  // that RSS is not the high-water mark of the throughput rounds; per
+  // connection, against the same process's baseline after GC.
+  const memory = {}
+  for (const spec of SERVERS) {
+    console.error(`memory: ${spec.key}`)
+    const idle = await withFresh(spec, async (proc, port, base) => {
+      const run = await load.ask({ cmd: 'run', port, path: '/accept', count: config.memory, concurrency: config.concurrency, keep: true })
+      if (run.statuses[101] !== config.memory) problems.push(`${spec.key} idle: ${JSON.stringify(run.statuses)}`)
+      return { base, after: await proc.ask({ cmd: 'stats' }) }
+    })
+    const pending = await withFresh(spec, async (proc, port, base) => {
+      await load.ask({ cmd: 'run', port, path: '/pending', count: config.memory, concurrency: config.concurrency, keep: true, waitForHead: false })
+      let after = await proc.ask({ cmd: 'stats' })
+      for (let i = 0; i < 200 && after.pending < config.memory; i++) {
+        await wait(50)
+        after = await proc.ask({ cmd: 'stats' })
+      }
+      if (after.pending !== config.memory) problems.push(`${spec.key} pending: ${after.pending} of ${config.memory} reached the handler`)
+      return { base, after }
+    })
+    memory[spec.key] = {
+      idleRss: idle.after.rss,
+      idleRssPerConnection: (idle.after.rss - idle.base.rss) / config.memory,
+      idleHeapPerConnection: (idle.after.heapUsed - idle.base.heapUsed) / config.memory,
+      pendingHeapPerHandshake: (pending.after.heapUsed - pending.base.heapUsed) / config.memory
+    }
+  }
+
+  // A fresh server, warmed up with a few handshakes of each kind so that
+  // lazily loaded code is not counted as per-connection memory.
+  async function withFresh (spec, measure) {
+    const proc = start(spec.file, ['--expose-gc'])
+    const { port } = await proc.ready
+    for (const [route] of ROUTES) await load.ask({ cmd: 'run', port, path: `/${route}`, count: 200, concurrency: 16 })
+    const base = await proc.ask({ cmd: 'stats' })
+    const result = await measure(proc, port, base)
+    await load.ask({ cmd: 'release' })
+    proc.child.kill()
+    return result
+  }
+
+  load.child.send({ cmd: 'exit' })
+
+  const report = buildReport(throughput, memory, problems)
+  console.log(report.text)
+  const out = flags.out ?? join(here, 'results', `${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
+  mkdirSync(dirname(out), { recursive: true })
+  writeFileSync(out, JSON.stringify({ ...report.json, config }, null, 2) + '\n')
+  console.log(`\nwritten: ${out}`)
+  if (problems.length > 0) process.exitCode = 1
+}
+
+function buildReport (throughput, memory, problems) {
+  const base = (route) => throughput[`${BASELINE}/${route}`]
+  const lines = []
+  const ratio = (value, against) => (value / against).toFixed(2)
+  lines.push(`Handshakes: ${config.rounds} rounds × ${config.handshakes} per server and route, ${config.concurrency} in flight; medians. Ratios against ${BASELINE}.`)
+  lines.push('')
+  lines.push('| server | route | handshakes/s | × | p50 ms | p99 ms | CPU µs/handshake | × |')
+  lines.push('|---|---|---:|---:|---:|---:|---:|---:|')
+  for (const server of SERVERS) {
+    for (const [route] of ROUTES) {
+      const t = throughput[`${server.key}/${route}`]
+      lines.push(`| ${server.name} | ${route} | ${t.rate.toFixed(0)} | ${ratio(t.rate, base(route).rate)} | ${t.p50.toFixed(2)} | ${t.p99.toFixed(2)} | ${t.cpuUs.toFixed(1)} | ${ratio(t.cpuUs, base(route).cpuUs)} |`)
+    }
+  }
+  lines.push('')
+  lines.push(`Memory: ${config.memory} idle accepted connections; ${config.memory} handshakes pending. Per connection, against the same process after GC.`)
+  lines.push('')
+  lines.push('| server | RSS with idle (MiB) | × | RSS B/idle conn | heap B/idle conn | heap B/pending handshake | × |')
+  lines.push('|---|---:|---:|---:|---:|---:|---:|')
+  const mb = memory[BASELINE]
+  for (const server of SERVERS) {
+    const m = memory[server.key]
+    lines.push(`| ${server.name} | ${(m.idleRss / 2 ** 20).toFixed(1)} | ${ratio(m.idleRss, mb.idleRss)} | ${m.idleRssPerConnection.toFixed(0)} | ${m.idleHeapPerConnection.toFixed(0)} | ${m.pendingHeapPerHandshake.toFixed(0)} | ${ratio(m.pendingHeapPerHandshake, mb.pendingHeapPerHandshake)} |`)
+  }
+  const gate = (route) => throughput[`gate/${route}`]
+  const budgets = [
+    ['accept: CPU/handshake ≤ 1.05 × @fastify/websocket', gate('accept').cpuUs / base('accept').cpuUs, 1.05],
+    ['reject: CPU/handshake ≤ 1.00 × @fastify/websocket hook rejection', gate('reject').cpuUs / base('reject').cpuUs, 1.00],
+    ['reject below fastify-ws-gate\'s own accept', gate('reject').cpuUs / gate('accept').cpuUs, 1.00],
+    ['idle connections: RSS ≤ 1.05 × @fastify/websocket', memory.gate.idleRss / mb.idleRss, 1.05],
+    ['pending handshake: heap beyond Fastify\'s ≤ 4096 B', memory.gate.pendingHeapPerHandshake - mb.pendingHeapPerHandshake, 4096]
+  ].map(([name, value, limit]) => ({ name, value, limit, met: value <= limit }))
+  lines.push('')
+  lines.push('| budget | value | limit | met |')
+  lines.push('|---|---:|---:|---|')
+  for (const b of budgets) lines.push(`| ${b.name} | ${b.value.toFixed(2)} | ${b.limit} | ${b.met ? 'yes' : 'NO'} |`)
+  if (problems.length > 0) lines.push('', 'Problems:', ...problems.map((p) => `- ${p}`))
+  return {
+    text: lines.join('\n'),
+    json: {
+      date: new Date().toISOString(),
+      machine: { cpu: cpus()[0]?.model, cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+      throughput,
+      memory,
+      budgets,
+      problems
+    }
+  }
+}
+
+await main()
