@@ -62,6 +62,6 @@ export const FST_WS_GATE_ASGI_INVALID_MESSAGE = createError(
 export const FST_WS_GATE_ASGI_CLIENT_DISCONNECTED = createError(
   'FST_WS_GATE_ASGI_CLIENT_DISCONNECTED', 'The client has disconnected; %s cannot be sent', 500)
 export const FST_WS_GATE_ASGI_NO_DECISION = createError(
-  'FST_WS_GATE_ASGI_NO_DECISION', 'ASGI callable returned without sending handshake.', 500)
+  'FST_WS_GATE_ASGI_NO_DECISION', 'ASGI callable returned without completing handshake.', 500)
 export const FST_WS_GATE_ASGI_INCOMPLETE_RESPONSE = createError(
   'FST_WS_GATE_ASGI_INCOMPLETE_RESPONSE', 'ASGI callable returned without completing the denial response.', 500)

@@ -74,7 +74,7 @@ for (const [label, message, expected] of [
     const closed = closeOf(ws)
     t.strictSame(await messages(outcome, 1), [['last', false]])
     t.strictSame(await closed, expected)
-    t.equal((await after.promise as Error).message, "Unexpected ASGI message 'websocket.send', after sending 'websocket.close'.")
+    t.equal((await after.promise as Error).message, "Unexpected ASGI message 'websocket.send', after sending 'websocket.close' or response already completed.")
   })
 }
 
@@ -277,7 +277,7 @@ t.test('a close frame without a code is reported as 1005, as RFC 6455 §7.1.5 sa
   t.strictSame(await got.promise, { type: 'websocket.disconnect', code: 1005, reason: '' })
 })
 
-t.test('a send while the client\'s close handshake is under way rejects with ws\'s error', async (t) => {
+t.test('a send while the client\'s close handshake is under way: the client is leaving', async (t) => {
   const result = settle<unknown>()
   const ready = settle<void>()
   const { port } = await serve(t, async (_scope, receive, send) => {
@@ -297,7 +297,8 @@ t.test('a send while the client\'s close handshake is under way rejects with ws\
   await wait(50)
   ready.resolve()
   const err = await result.promise as Error
-  t.match(err.message, /WebSocket is not open: readyState 2 \(CLOSING\)/)
+  t.equal((err as { code?: string }).code, 'FST_WS_GATE_ASGI_CLIENT_DISCONNECTED')
+  t.equal(err.message, "The client has disconnected; 'websocket.send' cannot be sent")
   socket.destroy()
 })
 
@@ -310,8 +311,9 @@ t.test('sends waiting on a slow denial body resolve when the client leaves; rece
       const results: unknown[] = []
       // 8 MiB more than the socket can take at once, so the second send waits.
       await send({ type: 'websocket.http.response.body', body: Buffer.alloc(8 * 1024 * 1024), more_body: true })
+      // Waits: the engine is still writing the first chunk to a client that does not read.
       results.push(await send({ type: 'websocket.http.response.body', body: 'tail', more_body: true }).then(() => 'resolved'))
-      results.push(await send({ type: 'websocket.http.response.body', body: 'last' }).then(() => 'resolved'))
+      results.push(await send({ type: 'websocket.http.response.body', body: 'last' }).catch((err: Error) => (err as { code?: string }).code))
       results.push(await receive())
       outcome.resolve(results)
     }))
@@ -323,5 +325,91 @@ t.test('sends waiting on a slow denial body resolve when the client leaves; rece
   socket.pause()
   await wait(100)
   socket.destroy()
-  t.strictSame(await outcome.promise, ['resolved', 'resolved', { type: 'websocket.disconnect', code: 1006 }])
+  t.strictSame(await outcome.promise, ['resolved', 'FST_WS_GATE_ASGI_CLIENT_DISCONNECTED', { type: 'websocket.disconnect', code: 1006 }])
+})
+
+t.test('websocket.send backpressure: send resolves once the frame is written, not before', async (t) => {
+  const states: string[] = []
+  const done = settle<void>()
+  const { port } = await serve(t, async (_scope, receive, send) => {
+    await receive()
+    await send({ type: 'websocket.accept' })
+    await send({ type: 'websocket.send', bytes: Buffer.alloc(32 * 1024 * 1024) })
+    states.push('written')
+    done.resolve()
+    await receive()
+  })
+  const socket = connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  socket.write(upgradeRequest('/live'))
+  await once(socket, 'data')
+  socket.pause()
+  await wait(300)
+  t.strictSame(states, [], 'not written while the client does not read')
+  socket.on('data', () => {})
+  socket.resume()
+  await done.promise
+  t.strictSame(states, ['written'])
+  socket.destroy()
+})
+
+t.test('an application that falls behind makes the server stop reading; closing still completes', async (t) => {
+  const received = settle<number>()
+  const go = settle<void>()
+  const { port } = await serve(t, async (_scope, receive, send) => {
+    await receive()
+    await send({ type: 'websocket.accept' })
+    await go.promise
+    let count = 0
+    for (;;) {
+      const message = await receive()
+      if (message.type === 'websocket.disconnect') break
+      count++
+    }
+    received.resolve(count)
+  })
+  const { ws } = opened(await connectWs(port, '/live'))
+  const chunk = Buffer.alloc(256 * 1024)
+  for (let i = 0; i < 100; i++) ws.send(chunk)
+  await wait(400)
+  // 25 MiB sent to an app that takes nothing: the server reads about 1 MiB,
+  // the kernel buffers a few more, the rest stays with the client.
+  t.ok(ws.bufferedAmount > 8 * 1024 * 1024, `the client still holds ${ws.bufferedAmount} bytes`)
+  go.resolve()
+  ws.close(1000)
+  t.equal(await received.promise, 100, 'every message arrives once the app reads')
+})
+
+t.test('when the app closes while reading is paused, the close handshake completes', async (t) => {
+  const { port } = await serve(t, async (_scope, receive, send) => {
+    await receive()
+    await send({ type: 'websocket.accept' })
+    await wait(300)
+    await send({ type: 'websocket.close', code: 4000 })
+  })
+  const { ws } = opened(await connectWs(port, '/live'))
+  const closed = closeOf(ws)
+  for (let i = 0; i < 100; i++) ws.send('x')
+  const started = Date.now()
+  t.strictSame(await closed, [4000, ''])
+  t.ok(Date.now() - started < 5000, 'closed without waiting for ws\'s 30 s close timer')
+})
+
+t.test('a send whose frame ws cannot finish (the client left during compression) rejects: the client has disconnected', async (t) => {
+  const result = settle<unknown>()
+  const { port } = await start(t, (fastify) => {
+    fastify.get('/live', asgi(async (_scope, receive, send) => {
+      await receive()
+      await send({ type: 'websocket.accept' })
+      result.resolve(await send({ type: 'websocket.send', bytes: Buffer.alloc(32 * 1024 * 1024, 'z') }).catch((err: Error) => err))
+    }))
+  }, { websocket: { options: { perMessageDeflate: true } } })
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/live`)
+  ws.on('error', () => {})
+  await once(ws, 'open')
+  t.match(ws.extensions, /permessage-deflate/)
+  ws.terminate()
+  const err = await result.promise as Error
+  t.equal((err as { code?: string }).code, 'FST_WS_GATE_ASGI_CLIENT_DISCONNECTED')
+  t.match(err.message, /^The client has disconnected; 'websocket\.send' \(.+\) cannot be sent$/)
 })

@@ -9,7 +9,7 @@ import { connect } from 'node:net'
 import Fastify from 'fastify'
 import t from 'tap'
 import WebSocket from 'ws'
-import fastifyWsGate, { asgi, type AsgiApp, type AsgiReceiveMessage, type WebSocketScope } from '../lib/index.js'
+import fastifyWsGate, { asgi, type AsgiApp, type AsgiSend, type AsgiReceiveMessage, type WebSocketScope } from '../lib/index.js'
 import { percentDecode } from '../lib/asgi/scope.js'
 import { ACCEPT, collect, connectWs, denied, eventually, opened, parseRaw, rawExchange, stableHead, start, upgradeRequest, wait } from './helpers.js'
 
@@ -188,10 +188,12 @@ t.test('a body that does not match its Content-Length is cut short and logged, n
   }
 })
 
-t.test('a 204 denial carries no body, whatever the app sends', async (t) => {
+t.test('a 204 denial carries no body and no Content-Length, whatever the app sends; receive does not wait for its body', async (t) => {
+  const after = settle<AsgiReceiveMessage>()
   const { port } = await serve(t, async (_scope, receive, send) => {
     await receive()
-    await send({ type: 'websocket.http.response.start', status: 204, headers: [['x-a', '1']] })
+    await send({ type: 'websocket.http.response.start', status: 204, headers: [['x-a', '1'], ['content-length', '5']] })
+    after.resolve(await receive())
     await send({ type: 'websocket.http.response.body', body: 'dropped', more_body: true })
     await send({ type: 'websocket.http.response.body', body: 'dropped too' })
   })
@@ -199,6 +201,7 @@ t.test('a 204 denial carries no body, whatever the app sends', async (t) => {
   t.equal(parseRaw(res.text).statusLine, 'HTTP/1.1 204 No Content')
   t.strictSame(stableHead(parseRaw(res.text).headerLines), ['x-a: 1', 'Date: <date>', 'Connection: close'])
   t.equal(parseRaw(res.text).body, '')
+  t.strictSame(await after.promise, { type: 'websocket.disconnect', code: 1006 })
 })
 
 // Each rule: what the app sends, how send() must fail, what the client sees.
@@ -221,12 +224,12 @@ const rules: Array<[string, AsgiApp, string | RegExp, number]> = [
     await send({ type: 'websocket.http.response.start', status: 404 })
     await send({ type: 'websocket.http.response.body', body: 'gone' })
     await send({ type: 'websocket.send', text: 'late' })
-  }, "Unexpected ASGI message 'websocket.send', after sending 'websocket.http.response.body'.", 404],
+  }, "Unexpected ASGI message 'websocket.send', after sending 'websocket.close' or response already completed.", 404],
   ['a message after close-before-accept', async (_s, receive, send) => {
     await receive()
     await send({ type: 'websocket.close' })
     await send({ type: 'websocket.accept' })
-  }, "Unexpected ASGI message 'websocket.accept', after sending 'websocket.close'.", 403],
+  }, "Unexpected ASGI message 'websocket.accept', after sending 'websocket.close' or response already completed.", 403],
   ['status 700', async (_s, receive, send) => {
     await receive()
     await send({ type: 'websocket.http.response.start', status: 700 })
@@ -239,6 +242,10 @@ const rules: Array<[string, AsgiApp, string | RegExp, number]> = [
     await receive()
     await send({ type: 'websocket.http.response.start', status: 401, headers: [['x-a', 'a\r\nb']] })
   }, /^Invalid header x-a: the value contains CR, LF/, 500],
+  ['a Content-Length with a no-break space', async (_s, receive, send) => {
+    await receive()
+    await send({ type: 'websocket.http.response.start', status: 401, headers: [['content-length', '5\u00a0']] })
+  }, 'Invalid header content-length: "5\u00a0" is not one valid length', 500],
   ['two different Content-Lengths', async (_s, receive, send) => {
     await receive()
     await send({ type: 'websocket.http.response.start', status: 401, headers: [['content-length', '1'], ['content-length', '2']] })
@@ -304,7 +311,7 @@ t.test('an app that returns before deciding: 500 and one error line', async (t) 
   const errors = logs.filter((line) => line.level >= 50)
   t.equal(errors.length, 1)
   t.equal((errors[0].err as { code: string }).code, 'FST_WS_GATE_ASGI_NO_DECISION')
-  t.equal((errors[0].err as { message: string }).message, 'ASGI callable returned without sending handshake.')
+  t.equal((errors[0].err as { message: string }).message, 'ASGI callable returned without completing handshake.')
 })
 
 t.test('an app that raises before deciding goes through the error handler: 500 by default', async (t) => {
@@ -399,11 +406,70 @@ t.test('asgi() refuses what is not an application', async (t) => {
   t.throws(() => asgi(async () => {}, { rootPath: 1 as never }), { code: 'FST_WS_GATE_INVALID_OPTION', message: /rootPath of asgi\(\): must be a string/ })
 })
 
-t.test('asgi() works with app.route and a route-level timeout', async (t) => {
+t.test('asgi() works with app.route, and its handshakeTimeout overrides the plugin\'s', async (t) => {
   const { port } = await start(t, (fastify) => {
     fastify.route({ method: 'GET', url: '/r', ...asgi(async () => { await new Promise(() => {}) }, { handshakeTimeout: 30 }) })
+  }, { handshakeTimeout: 60_000 })
+  const res = parseRaw((await rawExchange(port, upgradeRequest('/r'), 2000)).text)
+  t.equal(res.statusLine, 'HTTP/1.1 503 Service Unavailable')
+  t.match(res.body, /within 30 ms/)
+})
+
+t.test('a refused decision is logged once, even when the app lets send\'s rejection propagate', async (t) => {
+  const { port, logs } = await serve(t, async (_scope, receive, send) => {
+    await receive()
+    await send({ type: 'websocket.http.response.start', status: 700 })
   })
-  t.equal(denied(await connectWs(port, '/r')).statusCode, 503)
+  const res = await rawExchange(port, upgradeRequest('/live/x'))
+  t.equal(parseRaw(res.text).statusLine, 'HTTP/1.1 500 Internal Server Error')
+  await wait(50)
+  t.equal(logs.filter((line) => line.level >= 50).length, 1)
+})
+
+t.test('sends after the app returned, raised, or had a decision refused', async (t) => {
+  const sends = new Map<string, AsgiSend>()
+  const { port } = await start(t, (fastify) => {
+    fastify.setErrorHandler((_err, _request, reply) => { reply.code(500).send('raised') })
+    fastify.get('/live', asgi(async (scope, receive, send) => {
+      const kind = scope.query_string.toString()
+      sends.set(kind, send)
+      await receive()
+      if (kind === 'raised') throw new Error('raised')
+      if (kind === 'refused') await send({ type: 'websocket.http.response.start', status: 99 }).catch(() => {})
+    }))
+  })
+  for (const kind of ['returned', 'raised', 'refused']) {
+    await rawExchange(port, upgradeRequest(`/live?${kind}`))
+    const err = await (sends.get(kind) as AsgiSend)({ type: 'websocket.accept' }).catch((err: Error) => err) as Error
+    t.equal(err.message, "Unexpected ASGI message 'websocket.accept', after sending 'websocket.close' or response already completed.", kind)
+  }
+})
+
+t.test('denial body backpressure: a send resolves only once the engine has taken its chunk', async (t) => {
+  const states: string[] = []
+  const second = settle<void>()
+  const { port } = await serve(t, async (_scope, receive, send) => {
+    await receive()
+    await send({ type: 'websocket.http.response.start', status: 503 })
+    await send({ type: 'websocket.http.response.body', body: Buffer.alloc(16 * 1024 * 1024, 'a'), more_body: true })
+    states.push('first taken')
+    await send({ type: 'websocket.http.response.body', body: Buffer.alloc(16 * 1024 * 1024, 'b'), more_body: true })
+    states.push('second taken')
+    second.resolve()
+    await send({ type: 'websocket.http.response.body', body: 'end' })
+  })
+  const socket = connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  socket.write(upgradeRequest('/live/x'))
+  await once(socket, 'data')
+  socket.pause()
+  await wait(300)
+  t.strictSame(states, ['first taken'], 'while the client does not read, the second chunk waits')
+  socket.resume()
+  socket.on('data', () => {})
+  await second.promise
+  t.strictSame(states, ['first taken', 'second taken'])
+  socket.destroy()
 })
 
 t.test('a final body message may omit the body', async (t) => {

@@ -12,8 +12,9 @@ export class AsgiBody extends Readable {
   #wanted = false
   #failure: Error | undefined
 
+  // No read-ahead: a chunk is taken only when the engine asks for the next.
   constructor () {
-    super({ objectMode: true, highWaterMark: 1 })
+    super({ objectMode: true, highWaterMark: 0 })
   }
 
   /** Queues a chunk (null ends the body); resolves when the engine has taken it. */

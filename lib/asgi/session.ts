@@ -2,7 +2,7 @@
 // state machine over the handshake engine. Fastify-free: it takes the engine,
 // a logger and (after accept) a `ws` WebSocket.
 //
-//   handshake ─accept──────────▶ connected ─close──▶ closed
+//   handshake ─accept──────────▶ connected ─close──▶ ended
 //       │ ─close (403)──────────▶ ended
 //       │ ─http.response.start─▶ response ─body (final)─▶ ended
 //       └ client left / timeout ▶ gone        connected ─client closed─▶ gone
@@ -18,17 +18,20 @@ import {
 } from '../errors.js'
 import { accept, reject } from '../engine/decision.js'
 import type { Handshake, HandshakeLogger } from '../engine/handshake.js'
-import { allowsBody, checkStatus, toHeaderPairs, type HeaderPairs } from '../engine/http.js'
+import { allowsBody, checkStatus, toHeaderPairs, trimOWS, type HeaderPairs } from '../engine/http.js'
 import type {
   AsgiApp, AsgiHeaders, AsgiReceiveMessage, AsgiSendMessage, WebSocketDisconnectEvent, WebSocketScope
 } from './types.js'
 
-type Phase = 'handshake' | 'response' | 'connected' | 'closed' | 'ended' | 'gone'
+type Phase = 'handshake' | 'response' | 'connected' | 'ended' | 'gone'
 
-// Incoming frames the application has not received yet: past the high mark
-// the socket stops reading, so a slow application cannot be flooded.
-const HIGH_WATER = 64
-const LOW_WATER = 16
+// Incoming frames the application has not received yet: past either high
+// mark the socket stops reading, so a slow application cannot be flooded;
+// below both low marks it reads again.
+const HIGH_COUNT = 64
+const LOW_COUNT = 16
+const HIGH_BYTES = 1024 * 1024
+const LOW_BYTES = 256 * 1024
 
 const EMPTY = Buffer.alloc(0)
 
@@ -36,12 +39,17 @@ export class AsgiSession {
   readonly #gate: Handshake
   readonly #log: HandshakeLogger
   #phase: Phase = 'handshake'
-  #endedBy = ''
   readonly #queue: AsgiReceiveMessage[] = [{ type: 'websocket.connect' }]
+  readonly #sizes: number[] = [0]
+  #queuedBytes = 0
+  #paused = false
   readonly #waiting: Array<(message: AsgiReceiveMessage) => void> = []
   #disconnect: WebSocketDisconnectEvent | undefined
   #ws: WebSocket | undefined
   #body: AsgiBody | undefined
+  // The error a refused decision already logged; if the application lets it
+  // propagate, it is not logged a second time.
+  #reported: unknown
 
   constructor (gate: Handshake, log: HandshakeLogger) {
     this.#gate = gate
@@ -68,7 +76,7 @@ export class AsgiSession {
     this.#ws = ws
     this.#phase = 'connected'
     ws.on('message', (data: Buffer, isBinary: boolean) => {
-      this.#push(isBinary ? { type: 'websocket.receive', bytes: data } : { type: 'websocket.receive', text: data.toString('utf8') })
+      this.#push(isBinary ? { type: 'websocket.receive', bytes: data } : { type: 'websocket.receive', text: data.toString('utf8') }, data.length)
     })
     ws.on('close', (code: number, reason: Buffer) => {
       if (this.#phase === 'connected') this.#phase = 'gone'
@@ -79,7 +87,8 @@ export class AsgiSession {
   readonly receive = (): Promise<AsgiReceiveMessage> => {
     const next = this.#queue.shift()
     if (next !== undefined) {
-      if (this.#queue.length === LOW_WATER) this.#ws?.resume()
+      this.#queuedBytes -= this.#sizes.shift() as number
+      if (this.#paused && this.#queue.length <= LOW_COUNT && this.#queuedBytes <= LOW_BYTES) this.#resume()
       return Promise.resolve(next)
     }
     // Once the connection is gone, every receive gets the disconnect: none hangs.
@@ -96,14 +105,15 @@ export class AsgiSession {
       case 'response': return this.#sendBody(message)
       case 'connected': return this.#sendConnected(message)
       case 'gone': throw new FST_WS_GATE_ASGI_CLIENT_DISCONNECTED(`'${message.type}'`)
-      default: throw new FST_WS_GATE_ASGI_UNEXPECTED_MESSAGE(`Unexpected ASGI message '${message.type}', after sending '${this.#endedBy}'.`)
+      default: throw new FST_WS_GATE_ASGI_UNEXPECTED_MESSAGE(
+        `Unexpected ASGI message '${message.type}', after sending 'websocket.close' or response already completed.`)
     }
   }
 
   #sendHandshake (message: AsgiSendMessage): void {
     switch (message.type) {
       case 'websocket.accept':
-        this.#decide(message.type, () => {
+        this.#decide(() => {
           this.#gate.applyOrThrow(accept({ protocol: message.subprotocol ?? undefined, headers: asgiHeaders(message.headers) }))
         })
         // ws completes a valid upgrade synchronously; if it did not, it has
@@ -111,11 +121,11 @@ export class AsgiSession {
         if (this.#ws === undefined) this.#gone()
         return
       case 'websocket.close':
-        this.#decide(message.type, () => { this.#gate.applyOrThrow(reject()) })
-        this.#ended(message.type)
+        this.#decide(() => { this.#gate.applyOrThrow(reject()) })
+        this.#ended()
         return
       case 'websocket.http.response.start':
-        this.#decide(message.type, () => { this.#start(message.status, message.headers) })
+        this.#decide(() => { this.#start(message.status, message.headers) })
         return
       default:
         throw new FST_WS_GATE_ASGI_UNEXPECTED_MESSAGE(
@@ -125,24 +135,32 @@ export class AsgiSession {
 
   // A decision the engine refuses (a bad status, header or subprotocol) is a
   // 500 for the client and an error for the application's send().
-  #decide (type: string, apply: () => void): void {
+  #decide (apply: () => void): void {
     try {
       apply()
     } catch (err) {
       this.#gate.invalid(err)
-      this.#ended(type)
+      this.#reported = err
+      this.#ended()
       throw err
     }
   }
 
   #start (rawStatus: unknown, rawHeaders: AsgiHeaders | undefined): void {
     const status = checkStatus(rawStatus)
-    const headers = toHeaderPairs(asgiHeaders(rawHeaders), { allowLength: true })
+    let headers = toHeaderPairs(asgiHeaders(rawHeaders), { allowLength: true })
     const length = declaredLength(headers)
+    // RFC 9110 §8.6: a 204 carries no Content-Length (a 304 may keep it).
+    if (status === 204) headers = headers.filter(([name]) => name.toLowerCase() !== 'content-length')
     const body = allowsBody(status) ? new AsgiBody() : null
     this.#gate.deny({ status, headers, body, length })
     this.#phase = 'response'
-    if (body === null) return
+    if (body === null) {
+      // A 204/304 is complete at start: the client is told, and so is the app,
+      // which may still send its (discarded) body messages.
+      this.#end({ type: 'websocket.disconnect', code: 1006 })
+      return
+    }
     this.#body = body
     // The engine destroys the body when the client leaves mid-response.
     body.on('close', () => {
@@ -157,7 +175,7 @@ export class AsgiSession {
     const chunk = toBytes(message.type, 'body', message.body ?? EMPTY)
     const more = message.more_body === true
     const body = this.#body
-    if (!more) this.#ended(message.type)
+    if (!more) this.#ended()
     if (body === undefined) return
     if (chunk.length > 0) await body.send(chunk)
     if (!more) await body.send(null)
@@ -170,9 +188,14 @@ export class AsgiSession {
       if ((text == null) === (bytes == null)) {
         throw new FST_WS_GATE_ASGI_INVALID_MESSAGE(`'${message.type}'`, 'exactly one of "bytes" and "text" must be given')
       }
-      const data = text != null ? toText(message.type, text) : toBytes(message.type, 'bytes', bytes as never)
+      const data = text != null ? toText(message.type, text) : toBytes(message.type, 'bytes', bytes)
+      // The client may have started its close handshake: then it is leaving.
+      if (ws.readyState !== ws.OPEN) throw new FST_WS_GATE_ASGI_CLIENT_DISCONNECTED(`'${message.type}'`)
       await new Promise<void>((resolve, reject) => {
-        ws.send(data, { binary: text == null }, (err) => err === undefined || err === null ? resolve() : reject(err))
+        ws.send(data, { binary: text == null }, (err) => {
+          if (err == null) resolve()
+          else reject(new FST_WS_GATE_ASGI_CLIENT_DISCONNECTED(`'${message.type}' (${err.message})`))
+        })
       })
       return
     }
@@ -182,8 +205,7 @@ export class AsgiSession {
       } catch (err) {
         throw new FST_WS_GATE_ASGI_INVALID_MESSAGE(`'${message.type}'`, (err as Error).message)
       }
-      this.#phase = 'closed'
-      this.#endedBy = message.type
+      this.#closing()
       return
     }
     throw new FST_WS_GATE_ASGI_UNEXPECTED_MESSAGE(`Expected ASGI message 'websocket.send' or 'websocket.close', but got '${message.type}'.`)
@@ -193,7 +215,7 @@ export class AsgiSession {
     switch (this.#phase) {
       case 'handshake':
         this.#gate.invalid(new FST_WS_GATE_ASGI_NO_DECISION())
-        this.#ended('nothing')
+        this.#ended()
         return
       case 'response':
         // The engine logs it once, and cuts the response short.
@@ -201,15 +223,14 @@ export class AsgiSession {
         return
       case 'connected':
         (this.#ws as WebSocket).close(1000)
-        this.#phase = 'closed'
-        this.#endedBy = 'nothing'
+        this.#closing()
     }
   }
 
   #raised (err: unknown): void {
     switch (this.#phase) {
       case 'handshake':
-        this.#ended('nothing')
+        this.#ended()
         this.#gate.fail(err)
         return
       case 'response':
@@ -218,12 +239,18 @@ export class AsgiSession {
       case 'connected':
         this.#log.error({ err }, 'ASGI application failed; closing the connection with 1011')
         ;(this.#ws as WebSocket).close(1011)
-        this.#phase = 'closed'
-        this.#endedBy = 'nothing'
+        this.#closing()
         return
       default:
-        this.#log.error({ err }, 'ASGI application failed after the connection ended')
+        if (err !== this.#reported) this.#log.error({ err }, 'ASGI application failed after the connection ended')
     }
+  }
+
+  // After the app's close, ws must read the client's close frame to finish
+  // the close handshake, even if the app had fallen behind and we paused.
+  #closing (): void {
+    this.#phase = 'ended'
+    if (this.#paused) this.#resume()
   }
 
   // A denial that cannot be completed: a streamed body is cut short (the
@@ -231,14 +258,13 @@ export class AsgiSession {
   #fail (err: Error): void {
     if (this.#body === undefined) this.#log.error({ err }, 'ASGI application failed after its denial was sent')
     else this.#body.fail(err)
-    this.#ended('nothing')
+    this.#ended()
   }
 
   // After a denial, or a client that left during the handshake, the app's
   // next receive() is a disconnect with 1006, as in the reference servers.
-  #ended (type: string): void {
+  #ended (): void {
     this.#phase = 'ended'
-    this.#endedBy = type
     this.#end({ type: 'websocket.disconnect', code: 1006 })
   }
 
@@ -247,22 +273,38 @@ export class AsgiSession {
     this.#end({ type: 'websocket.disconnect', code: 1006 })
   }
 
-  #push (message: AsgiReceiveMessage): void {
+  #push (message: AsgiReceiveMessage, size: number): void {
     const waiting = this.#waiting.shift()
     if (waiting !== undefined) {
       waiting(message)
       return
     }
     this.#queue.push(message)
-    if (this.#queue.length === HIGH_WATER) this.#ws?.pause()
+    this.#sizes.push(size)
+    this.#queuedBytes += size
+    // Only while connected: once the app has closed, ws must go on reading to
+    // see the client's close frame.
+    if (this.#phase === 'connected' && !this.#paused && (this.#queue.length >= HIGH_COUNT || this.#queuedBytes >= HIGH_BYTES)) {
+      this.#paused = true
+      ;(this.#ws as WebSocket).pause()
+    }
   }
 
-  // Called once per connection: each path that ends it (a decision, a client
-  // that left, a close) moves the phase on, so no second path can reach here.
+  #resume (): void {
+    this.#paused = false
+    ;(this.#ws as WebSocket).resume()
+  }
+
   #end (message: WebSocketDisconnectEvent): void {
+    // A 204/304 told the app at start; its final body message comes later.
+    if (this.#disconnect !== undefined) return
     this.#disconnect = message
-    this.#push(message)
-    for (const waiting of this.#waiting.splice(0)) waiting(message)
+    const waiting = this.#waiting.splice(0)
+    if (waiting.length === 0) {
+      this.#queue.push(message)
+      this.#sizes.push(0)
+    }
+    for (const resolve of waiting) resolve(message)
   }
 }
 
@@ -299,10 +341,11 @@ function declaredLength (headers: HeaderPairs): number | undefined {
   let length: number | undefined
   for (const [name, value] of headers) {
     if (name.toLowerCase() !== 'content-length') continue
-    if (!/^\d{1,15}$/.test(value.trim()) || (length !== undefined && length !== Number(value))) {
-      throw new FST_WS_GATE_INVALID_HEADER(name, `"${value}" is not one valid length`)
+    const digits = trimOWS(value)
+    if (!/^\d{1,15}$/.test(digits) || (length !== undefined && length !== Number(digits))) {
+      throw new FST_WS_GATE_INVALID_HEADER(name, `${JSON.stringify(value)} is not one valid length`)
     }
-    length = Number(value)
+    length = Number(digits)
   }
   return length
 }

@@ -29,9 +29,11 @@ export interface WebSocketScope {
   extensions: { 'websocket.http.response': Record<string, never> }
 }
 
-export interface WebSocketConnectEvent { type: 'websocket.connect' }
+// `bytes` and `text` are declared (as never present) on the other receive
+// events too, so that `m.text ?? m.bytes` compiles on the union.
+export interface WebSocketConnectEvent { type: 'websocket.connect', bytes?: undefined, text?: undefined }
 export interface WebSocketReceiveEvent { type: 'websocket.receive', bytes?: Buffer, text?: string }
-export interface WebSocketDisconnectEvent { type: 'websocket.disconnect', code: number, reason?: string }
+export interface WebSocketDisconnectEvent { type: 'websocket.disconnect', code: number, reason?: string, bytes?: undefined, text?: undefined }
 export type AsgiReceiveMessage = WebSocketConnectEvent | WebSocketReceiveEvent | WebSocketDisconnectEvent
 
 export interface WebSocketAcceptEvent { type: 'websocket.accept', subprotocol?: string | null, headers?: AsgiHeaders }

@@ -111,3 +111,20 @@ asgi(async (_scope, _receive, send) => {
 })
 // @ts-expect-error the application takes (scope, receive, send)
 asgi((scope: string) => scope)
+
+// The example from the issue, as written, compiles under strict.
+app.get('/live-issue/*', asgi(async (scope, receive, send) => {
+  const connect = await receive()
+  if (connect.type !== 'websocket.connect') return
+  if (!scope.query_string.includes('token=')) {
+    await send({ type: 'websocket.http.response.start', status: 401, headers: [['www-authenticate', 'Bearer']] })
+    await send({ type: 'websocket.http.response.body', body: 'token required' })
+    return
+  }
+  await send({ type: 'websocket.accept', subprotocol: scope.subprotocols[0] })
+  for (;;) {
+    const m = await receive()
+    if (m.type === 'websocket.disconnect') return
+    await send({ type: 'websocket.send', text: `echo: ${m.text ?? m.bytes?.length}` })
+  }
+}))
