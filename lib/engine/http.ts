@@ -50,8 +50,11 @@ export interface HeaderRules {
   asciiOnly?: boolean
 }
 
+const NO_RULES: HeaderRules = {}
+
 /** Validates and flattens application headers; throws a coded error on the first bad one. */
-export function toHeaderPairs (input: HeadersInput | undefined, rules: HeaderRules = {}): HeaderPairs {
+export function toHeaderPairs (input: HeadersInput | undefined, rules: HeaderRules = NO_RULES): HeaderPairs {
+  // A fresh list each time: callers add framing headers to it.
   const pairs: HeaderPairs = []
   if (input === undefined || input === null) return pairs
   if (typeof input !== 'object') {

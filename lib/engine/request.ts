@@ -27,8 +27,11 @@ const KEY = /^[+/0-9A-Za-z]{22}==$/
  * client's order; null when the value is malformed: an empty element, a
  * character outside a token, or the same protocol twice.
  */
+// The common case, shared: no subprotocols offered.
+const NONE: string[] = Object.freeze([]) as unknown as string[]
+
 export function parseProtocols (value: string | undefined): string[] | null {
-  if (value === undefined) return []
+  if (value === undefined) return NONE
   const protocols: string[] = []
   for (const part of value.split(',')) {
     const protocol = trimOWS(part)
