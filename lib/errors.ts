@@ -26,6 +26,14 @@ export const FST_WS_GATE_NOT_WEBSOCKET_ROUTE = createError(
 export const FST_WS_GATE_INVALID_REPLY = createError(
   'FST_WS_GATE_INVALID_REPLY', 'Invalid reply to an upgrade request: %s', 500)
 
+// Protections (docs/security.md).
+export const FST_WS_GATE_OVERLOADED = createError(
+  'FST_WS_GATE_OVERLOADED', 'Too many handshakes are pending (maxPendingHandshakes is %s); try again later', 503)
+export const FST_WS_GATE_ORIGIN_NOT_ALLOWED = createError(
+  'FST_WS_GATE_ORIGIN_NOT_ALLOWED', 'Origin %s is not allowed', 403)
+export const FST_WS_GATE_SHUTTING_DOWN = createError(
+  'FST_WS_GATE_SHUTTING_DOWN', 'The server is shutting down', 503)
+
 // Outcomes of a pending handshake.
 export const FST_WS_GATE_HANDSHAKE_TIMEOUT = createError(
   'FST_WS_GATE_HANDSHAKE_TIMEOUT', 'The handshake was not decided within %s ms', 503)

@@ -317,7 +317,7 @@ t.test('sends waiting on a slow denial body resolve when the client leaves; rece
       results.push(await receive())
       outcome.resolve(results)
     }))
-  })
+  }, { denialMaxBodySize: 64 * 1024 * 1024 })
   const socket = connect(port, '127.0.0.1')
   await once(socket, 'connect')
   socket.write(upgradeRequest('/deny'))

@@ -9,11 +9,11 @@ import { connect } from 'node:net'
 import Fastify from 'fastify'
 import t from 'tap'
 import WebSocket from 'ws'
-import fastifyWsGate, { asgi, type AsgiApp, type AsgiSend, type AsgiReceiveMessage, type WebSocketScope } from '../lib/index.js'
+import fastifyWsGate, { asgi, type AsgiApp, type AsgiSend, type FastifyWsGateOptions, type AsgiReceiveMessage, type WebSocketScope } from '../lib/index.js'
 import { percentDecode } from '../lib/asgi/scope.js'
 import { ACCEPT, collect, connectWs, denied, eventually, opened, parseRaw, rawExchange, stableHead, start, upgradeRequest, wait } from './helpers.js'
 
-async function serve (t: tap.Test, app: AsgiApp, options: Parameters<typeof asgi>[1] = {}, plugin = {}) {
+async function serve (t: tap.Test, app: AsgiApp, options: Parameters<typeof asgi>[1] = {}, plugin: FastifyWsGateOptions = {}) {
   return start(t, (fastify) => {
     fastify.get('/live/*', asgi(app, options))
   }, plugin)
@@ -457,7 +457,7 @@ t.test('denial body backpressure: a send resolves only once the engine has taken
     states.push('second taken')
     second.resolve()
     await send({ type: 'websocket.http.response.body', body: 'end' })
-  })
+  }, {}, { denialMaxBodySize: 64 * 1024 * 1024 })
   const socket = connect(port, '127.0.0.1')
   await once(socket, 'connect')
   socket.write(upgradeRequest('/live/x'))

@@ -152,7 +152,7 @@ t.test('a large streamed body is written with backpressure and arrives intact', 
       websocket: true,
       handshake: () => reject(413, undefined, { body: Readable.from((function * () { for (let i = 0; i < count; i++) yield chunk })()) })
     }, () => {})
-  })
+  }, { denialMaxBodySize: chunk.length * count })
   const res = denied(await connectWs(port, '/big'))
   t.equal(res.statusCode, 413)
   t.equal(res.body.length, chunk.length * count)
@@ -235,7 +235,7 @@ t.test('a client that stops reading, then leaves, while a large denial waits for
   })
   const { port, logs } = await start(t, (app) => {
     app.get('/d', { websocket: true, handshake: () => reject(413, undefined, { body }) }, () => {})
-  })
+  }, { denialMaxBodySize: 2 ** 31, denialTimeout: 0 })
   const socket = connect(port, '127.0.0.1')
   await once(socket, 'connect')
   socket.write(upgradeRequest('/d'))

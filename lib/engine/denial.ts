@@ -4,8 +4,8 @@ import { Readable, type Duplex } from 'node:stream'
 import { FST_WS_GATE_BODY_STREAM_ERROR, FST_WS_GATE_INVALID_BODY } from '../errors.js'
 import type { RejectDecision } from './decision.js'
 import {
-  allowsBody, checkStatus, closeAfter, errorBody, hasHeader, JSON_TYPE, latin1,
-  responseHead, sendResponse, toHeaderPairs, type HeaderPairs
+  allowsBody, checkStatus, closeAfter, DEFAULT_LIMITS, errorBody, guard, hasHeader, JSON_TYPE, latin1,
+  responseHead, sendResponse, toHeaderPairs, type DenialLimits, type HeaderPairs
 } from './http.js'
 import type { HandshakeLogger } from './handshake.js'
 
@@ -22,7 +22,7 @@ export interface Denial {
 }
 
 /** Validates a reject() and settles its body; throws a coded error when it cannot be sent. */
-export function prepareDenial (decision: RejectDecision): Denial {
+export function prepareDenial (decision: RejectDecision, limits: DenialLimits = DEFAULT_LIMITS): Denial {
   const status = checkStatus(decision.status)
   const headers = toHeaderPairs(decision.headers)
   const { reason, body } = decision
@@ -53,6 +53,9 @@ export function prepareDenial (decision: RejectDecision): Denial {
     type = JSON_TYPE
   } else {
     throw new FST_WS_GATE_INVALID_BODY(`expected a string, bytes, a plain object or a readable stream, got ${describe(body)}`)
+  }
+  if (bytes instanceof Buffer && bytes.length > limits.maxBodySize) {
+    throw new FST_WS_GATE_INVALID_BODY(`it has ${bytes.length} bytes, more than the ${limits.maxBodySize} the denial body limit allows`)
   }
   if (!hasHeader(headers, 'content-type')) headers.push(['Content-Type', type])
   return { status, headers, body: bytes }
@@ -88,12 +91,13 @@ export function describe (value: unknown): string {
 }
 
 /** Writes a prepared denial and closes the connection after it. */
-export function writeDenial (socket: Duplex, denial: Denial, log: HandshakeLogger): void {
+export function writeDenial (socket: Duplex, denial: Denial, log: HandshakeLogger, limits: DenialLimits = DEFAULT_LIMITS): void {
   const { status, headers, body } = denial
   if (body instanceof Readable) {
-    streamDenial(socket, status, headers, body, denial.length, log)
+    guard(socket, limits.timeout)
+    streamDenial(socket, status, headers, body, denial.length, limits.maxBodySize, log)
   } else {
-    sendResponse(socket, status, headers, body)
+    sendResponse(socket, status, headers, body, limits)
   }
 }
 
@@ -101,7 +105,7 @@ export function writeDenial (socket: Duplex, denial: Denial, log: HandshakeLogge
 // for the socket to drain so that a slow client cannot make us buffer the body.
 // With a declared length, the bytes go out as they are, and must add up.
 function streamDenial (
-  socket: Duplex, status: number, headers: HeaderPairs, body: Readable, length: number | undefined, log: HandshakeLogger
+  socket: Duplex, status: number, headers: HeaderPairs, body: Readable, length: number | undefined, maxBodySize: number, log: HandshakeLogger
 ): void {
   // As while the decision was pending, a client that ends its side has left:
   // no WebSocket client half-closes to wait for a response.
@@ -115,7 +119,7 @@ function streamDenial (
   socket.resume()
   const chunked = length === undefined
   socket.write(latin1(responseHead(status, headers, chunked ? 'Transfer-Encoding: chunked\r\n' : null)))
-  pump(socket, body, length).then(() => {
+  pump(socket, body, length, maxBodySize).then(() => {
     socket.removeListener('end', onClose)
     socket.removeListener('close', onClose)
     closeAfter(socket, chunked ? latin1('0\r\n\r\n') : undefined)
@@ -134,13 +138,14 @@ function streamDenial (
 
 // When the client leaves, onClose destroys the body, which ends this loop
 // with an error; so the loop itself never needs to look at the socket.
-async function pump (socket: Duplex, body: Readable, length: number | undefined): Promise<void> {
+async function pump (socket: Duplex, body: Readable, length: number | undefined, maxBodySize: number): Promise<void> {
   let sent = 0
   for await (const chunk of body) {
     const bytes: unknown = typeof chunk === 'string' ? Buffer.from(chunk) : chunk
     if (!(bytes instanceof Uint8Array)) throw new TypeError(`a stream chunk must be a string or bytes, got ${describe(bytes)}`)
     if (bytes.length === 0) continue
     sent += bytes.length
+    if (sent > maxBodySize) throw new RangeError(`the body is longer than the ${maxBodySize} bytes the denial body limit allows`)
     let flushed: boolean
     if (length === undefined) {
       socket.write(latin1(`${bytes.length.toString(16)}\r\n`))

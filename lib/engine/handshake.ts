@@ -15,11 +15,12 @@ import {
   FST_WS_GATE_CLIENT_CLOSED,
   FST_WS_GATE_HANDSHAKE_TIMEOUT,
   FST_WS_GATE_INVALID_DECISION,
-  FST_WS_GATE_PROTOCOL_NOT_OFFERED
+  FST_WS_GATE_PROTOCOL_NOT_OFFERED,
+  FST_WS_GATE_SHUTTING_DOWN
 } from '../errors.js'
 import { isAccept, isDecision } from './decision.js'
 import { describe, isStream, prepareDenial, writeDenial, type Denial } from './denial.js'
-import { sendError, toHeaderPairs, type HeaderPairs } from './http.js'
+import { DEFAULT_LIMITS, sendError, toHeaderPairs, type DenialLimits, type HeaderPairs } from './http.js'
 
 export interface HandshakeLogger {
   debug (obj: object, msg: string): void
@@ -44,7 +45,20 @@ export interface HandshakeContext {
   readonly protocols: readonly string[]
 }
 
-export type HandshakeState = 'pending' | 'accepted' | 'denied' | 'failed' | 'timed-out' | 'gone'
+export interface HandshakeOptions {
+  /** The subprotocols the client offered. */
+  protocols: readonly string[]
+  /** Milliseconds before a pending decision is answered 503; 0 for never. */
+  timeout: number
+  log: HandshakeLogger
+  face: HandshakeFace
+  /** Caps on the responses the engine writes. */
+  limits?: DenialLimits
+  /** Where pending handshakes are kept (for load shedding and shutdown): added here, removed once settled. */
+  registry?: Set<Handshake>
+}
+
+export type HandshakeState = 'pending' | 'accepted' | 'denied' | 'failed' | 'timed-out' | 'shut-down' | 'gone'
 
 /** Seconds a client should wait after a handshake timed out. */
 export const RETRY_AFTER_SECONDS = 5
@@ -100,6 +114,8 @@ export class Handshake {
   readonly #face: HandshakeFace
   readonly #log: HandshakeLogger
   readonly #timeout: number
+  readonly #limits: DenialLimits
+  readonly #registry: Set<Handshake> | undefined
   #state: HandshakeState = 'pending'
   #controller: AbortController | undefined
   #abortReason: Error | undefined
@@ -108,12 +124,15 @@ export class Handshake {
   #early: Buffer[] | undefined
   #earlyBytes = 0
 
-  constructor (socket: Duplex, protocols: readonly string[], timeout: number, log: HandshakeLogger, face: HandshakeFace) {
+  constructor (socket: Duplex, options: HandshakeOptions) {
     this.#socket = socket
-    this.protocols = protocols
-    this.#timeout = timeout
-    this.#log = log
-    this.#face = face
+    this.protocols = options.protocols
+    this.#timeout = options.timeout
+    this.#log = options.log
+    this.#face = options.face
+    this.#limits = options.limits ?? DEFAULT_LIMITS
+    this.#registry = options.registry
+    this.#registry?.add(this)
   }
 
   get pending (): boolean {
@@ -169,7 +188,7 @@ export class Handshake {
   applyOrThrow (decision: unknown): void {
     if (!isDecision(decision)) throw new FST_WS_GATE_INVALID_DECISION(describe(decision))
     if (!isAccept(decision)) {
-      this.deny(prepareDenial(decision))
+      this.deny(prepareDenial(decision, this.#limits))
       return
     }
     const protocol = this.#checkProtocol(decision.protocol)
@@ -183,7 +202,7 @@ export class Handshake {
     this.#settle('denied')
     this.#face.takeover()
     this.#log.debug({ statusCode: denial.status }, 'handshake rejected')
-    writeDenial(this.#socket, denial, this.#log)
+    writeDenial(this.#socket, denial, this.#log, this.#limits)
   }
 
   /** The application failed before deciding: the face reports it. */
@@ -209,7 +228,7 @@ export class Handshake {
     this.#settle('failed')
     this.#face.takeover()
     this.#log.error({ err }, 'invalid handshake decision')
-    sendError(this.#socket, INTERNAL_ERROR)
+    sendError(this.#socket, INTERNAL_ERROR, [], this.#limits)
   }
 
   #late (decision: unknown): void {
@@ -241,6 +260,7 @@ export class Handshake {
 
   #settle (state: HandshakeState): void {
     this.#state = state
+    this.#registry?.delete(this)
     if (!this.#watching) return
     this.#watching = false
     clearTimeout(this.#timer)
@@ -281,11 +301,21 @@ export class Handshake {
   }
 
   readonly #onTimeout = (): void => {
-    const err = new FST_WS_GATE_HANDSHAKE_TIMEOUT(this.#timeout)
-    this.#abort('timed-out', err)
-    this.#face.takeover()
     this.#log.warn({ timeout: this.#timeout }, 'handshake timed out')
-    sendError(this.#socket, err, [['Retry-After', String(RETRY_AFTER_SECONDS)]])
+    this.#unavailable('timed-out', new FST_WS_GATE_HANDSHAKE_TIMEOUT(this.#timeout))
+  }
+
+  /** The server is closing: a pending handshake is answered 503 with Retry-After. */
+  shutdown (): void {
+    if (this.#state !== 'pending') return
+    this.#log.debug({}, 'handshake answered 503: the server is shutting down')
+    this.#unavailable('shut-down', new FST_WS_GATE_SHUTTING_DOWN())
+  }
+
+  #unavailable (state: HandshakeState, err: Error & { statusCode: number, code: string }): void {
+    this.#abort(state, err)
+    this.#face.takeover()
+    sendError(this.#socket, err, [['Retry-After', String(RETRY_AFTER_SECONDS)]], this.#limits)
   }
 
   #abort (state: HandshakeState, reason: Error): void {

@@ -139,12 +139,35 @@ export function responseHead (status: number, headers: HeaderPairs, framing: str
   return head + 'Connection: close\r\n\r\n'
 }
 
+/** Caps on the responses the engine writes itself. */
+export interface DenialLimits {
+  /** Bytes a denial body may have (a stream is cut off past it). */
+  maxBodySize: number
+  /** Milliseconds a response may take to go out, stream and flush included; then the socket is destroyed. */
+  timeout: number
+}
+
+export const DEFAULT_LIMITS: DenialLimits = { maxBodySize: 64 * 1024, timeout: 10_000 }
+
+/**
+ * Destroys the socket if it is still open `ms` from now: a client that stops
+ * reading (or a body source that stalls) cannot hold a connection forever.
+ */
+export function guard (socket: Duplex, ms: number): void {
+  if (ms === 0) return
+  const timer = setTimeout(() => socket.destroy(), ms)
+  timer.unref()
+  socket.once('close', () => clearTimeout(timer))
+}
+
 /**
  * Ends the connection once everything written so far has been flushed. Reading
  * goes on meanwhile, so that unread bytes from the client cannot turn our close
  * into a reset that would destroy the response before the client reads it.
+ * With `timeout`, the socket is destroyed if that takes longer.
  */
-export function closeAfter (socket: Duplex, last?: Buffer): void {
+export function closeAfter (socket: Duplex, last?: Buffer, timeout?: number): void {
+  if (timeout !== undefined) guard(socket, timeout)
   socket.on('error', destroySelf)
   socket.resume()
   socket.once('finish', destroySelf)
@@ -161,9 +184,9 @@ export function latin1 (text: string): Buffer {
 }
 
 /** Writes a complete response with a fixed body, then closes the connection. */
-export function sendResponse (socket: Duplex, status: number, headers: HeaderPairs, body: Buffer | null): void {
+export function sendResponse (socket: Duplex, status: number, headers: HeaderPairs, body: Buffer | null, limits = DEFAULT_LIMITS): void {
   if (!allowsBody(status)) {
-    closeAfter(socket, latin1(responseHead(status, headers, null)))
+    closeAfter(socket, latin1(responseHead(status, headers, null)), limits.timeout)
     return
   }
   const length = body === null ? 0 : body.length
@@ -172,7 +195,7 @@ export function sendResponse (socket: Duplex, status: number, headers: HeaderPai
   const bytes = Buffer.allocUnsafe(head.length + length)
   bytes.write(head, 0, 'latin1')
   if (body !== null) body.copy(bytes, head.length)
-  closeAfter(socket, bytes)
+  closeAfter(socket, bytes, limits.timeout)
 }
 
 export const JSON_TYPE = 'application/json; charset=utf-8'
@@ -186,6 +209,8 @@ export function errorBody (status: number, message: string, code?: string): Buff
 }
 
 /** An error response produced by the gate itself (malformed request, timeout, bug). */
-export function sendError (socket: Duplex, err: { statusCode: number, code?: string, message: string }, extra: HeaderPairs = []): void {
-  sendResponse(socket, err.statusCode, [['Content-Type', JSON_TYPE], ...extra], errorBody(err.statusCode, err.message, err.code))
+export function sendError (
+  socket: Duplex, err: { statusCode: number, code?: string, message: string }, extra: HeaderPairs = [], limits = DEFAULT_LIMITS
+): void {
+  sendResponse(socket, err.statusCode, [['Content-Type', JSON_TYPE], ...extra], errorBody(err.statusCode, err.message, err.code), limits)
 }

@@ -17,10 +17,13 @@ import type {
 import fp from 'fastify-plugin'
 import {
   FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_INVALID_OPTION, FST_WS_GATE_INVALID_REPLY, FST_WS_GATE_INVALID_ROUTE_OPTION,
-  FST_WS_GATE_NON_ERROR_THROWN, FST_WS_GATE_NOT_WEBSOCKET_ROUTE, FST_WS_GATE_REGISTRATION
+  FST_WS_GATE_NON_ERROR_THROWN, FST_WS_GATE_NOT_WEBSOCKET_ROUTE, FST_WS_GATE_ORIGIN_NOT_ALLOWED, FST_WS_GATE_OVERLOADED,
+  FST_WS_GATE_REGISTRATION, FST_WS_GATE_SHUTTING_DOWN
 } from '../errors.js'
 import { describe } from '../engine/denial.js'
-import { Handshake, type HandshakeFace } from '../engine/handshake.js'
+import { Handshake, RETRY_AFTER_SECONDS, type HandshakeFace } from '../engine/handshake.js'
+import type { OriginCheck } from '../engine/origin.js'
+import { checkTimeout, originsOption, settings } from './options.js'
 import { kDrivesEngine } from './driver.js'
 import { errorBody, isStatusMessage, JSON_TYPE, sendError, type HeaderPairs } from '../engine/http.js'
 import { checkUpgrade, isWebSocketUpgrade } from '../engine/request.js'
@@ -41,25 +44,12 @@ interface GateRequest extends IncomingMessage {
   [kAccepted]?: { protocol: string | undefined, headers: HeaderPairs }
 }
 
-const DEFAULT_TIMEOUT = 10_000
-// setTimeout's limit: a longer delay fires at once.
-const MAX_TIMEOUT = 2 ** 31 - 1
-
-function checkTimeout (value: unknown): string | undefined {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_TIMEOUT) {
-    return `must be an integer number of milliseconds from 0 to ${MAX_TIMEOUT}, got ${String(value)}`
-  }
-  return undefined
-}
-
 const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyWsGate (fastify, options) {
-  const { handshakeTimeout = DEFAULT_TIMEOUT, websocket } = options
-  const timeoutProblem = checkTimeout(handshakeTimeout)
-  if (timeoutProblem !== undefined) throw new FST_WS_GATE_INVALID_OPTION('handshakeTimeout', timeoutProblem)
-  if (websocket !== undefined && (typeof websocket !== 'object' || websocket === null)) {
-    throw new FST_WS_GATE_INVALID_OPTION('websocket', 'must be the options object of @fastify/websocket')
-  }
-
+  const { handshakeTimeout, maxPendingHandshakes, limits, origins } = settings(options)
+  const { websocket } = options
+  // Handshakes whose handler is running: for load shedding and shutdown.
+  const pending = new Set<Handshake>()
+  let shed = 0
   // The gate owns the server's upgrade path, which is server-wide; from a
   // child context its hooks would cover only some of the routes it receives.
   const server = fastify.server as typeof fastify.server & { [kInstalled]?: true }
@@ -68,6 +58,20 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   }
   if (server[kInstalled] === true) throw new FST_WS_GATE_REGISTRATION('it is already registered on this server')
   server[kInstalled] = true
+  fastify.decorate('wsGate', {
+    get pending () { return pending.size },
+    get shed () { return shed }
+  })
+
+
+  // Shutdown, first of all: pending handshakes get 503 with Retry-After (their
+  // signals abort), and so does any upgrade that arrives from now on.
+  let closing = false
+  fastify.addHook('preClose', (done) => {
+    closing = true
+    for (const handshake of pending) handshake.shutdown()
+    done()
+  })
 
   // @fastify/websocket listens to a relay instead of the server, so that
   // nothing reaches Fastify's routing before our checks.
@@ -81,7 +85,23 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       relay.on('upgrade', listener as (...args: unknown[]) => void)
     }
   } else {
-    await fastify.register(fastifyWebsocket, { ...websocket, options: { ...websocket?.options, server: relay as never } })
+    await fastify.register(fastifyWebsocket, {
+      preClose: closeConnections,
+      ...websocket,
+      options: { ...websocket?.options, server: relay as never }
+    })
+  }
+
+  // Accepted connections get close code 1001 (unless the app gave its own
+  // preClose to @fastify/websocket), and close resolves once they are gone.
+  async function closeConnections (this: FastifyInstance): Promise<void> {
+    const wss = this.websocketServer
+    const closed = [...wss.clients].map((client) => new Promise((resolve) => {
+      client.once('close', resolve)
+      client.close(1001, 'Server shutting down')
+    }))
+    await Promise.all(closed)
+    await new Promise((resolve) => wss.close(resolve))
   }
 
   server.on('upgrade', onUpgrade)
@@ -112,13 +132,23 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
 
   function onUpgrade (req: GateRequest, socket: Duplex, head: Buffer): void {
     const checked = checkUpgrade(req)
-    if (Array.isArray(checked)) {
-      req[kOffered] = checked
-      relay.emit('upgrade', req, socket, head)
+    if (!Array.isArray(checked)) {
+      fastify.log.debug({ statusCode: checked.error.statusCode, reason: checked.error.message }, 'malformed WebSocket upgrade request')
+      sendError(socket, checked.error, checked.headers, limits)
       return
     }
-    fastify.log.debug({ statusCode: checked.error.statusCode, reason: checked.error.message }, 'malformed WebSocket upgrade request')
-    sendError(socket, checked.error, checked.headers)
+    if (closing) {
+      sendError(socket, new FST_WS_GATE_SHUTTING_DOWN(), [['Retry-After', String(RETRY_AFTER_SECONDS)]], limits)
+      return
+    }
+    if (pending.size >= maxPendingHandshakes) {
+      shed++
+      fastify.log.debug({ statusCode: 503, pending: pending.size }, 'upgrade shed: too many pending handshakes')
+      sendError(socket, new FST_WS_GATE_OVERLOADED(maxPendingHandshakes), [['Retry-After', String(RETRY_AFTER_SECONDS)]], limits)
+      return
+    }
+    req[kOffered] = checked
+    relay.emit('upgrade', req, socket, head)
   }
 
   // The 101 is written by ws; these two hooks make it carry what the route's
@@ -162,8 +192,14 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   fastify.addHook('onRoute', (route) => {
     const methods = ([] as string[]).concat(route.method)
     const isWebSocket = route.websocket === true || typeof route.wsHandler === 'function'
-    const { handshake, handshakeTimeout: routeTimeout } = route
+    const { handshake, handshakeTimeout: routeTimeout, allowedOrigins } = route
     const where = `${methods.join(',')} ${route.url}`
+    if (allowedOrigins !== undefined && !isWebSocket) {
+      throw new FST_WS_GATE_INVALID_ROUTE_OPTION('allowedOrigins', where, 'needs websocket: true')
+    }
+    const originCheck = allowedOrigins === undefined
+      ? origins
+      : originsOption(allowedOrigins, (problem) => new FST_WS_GATE_INVALID_ROUTE_OPTION('allowedOrigins', where, problem))
     if (handshake !== undefined && typeof handshake !== 'function') {
       throw new FST_WS_GATE_INVALID_ROUTE_OPTION('handshake', where, 'must be a function')
     }
@@ -184,17 +220,24 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
         if ((request.raw as GateRequest)[kOffered] === undefined) return next.call(this, request, reply)
         reply.hijack()
         request.log.debug({ statusCode: 400 }, 'upgrade request to a route without a WebSocket handler')
-        sendError(request.raw.socket, new FST_WS_GATE_NOT_WEBSOCKET_ROUTE(request.method, request.routeOptions.url))
+        sendError(request.raw.socket, new FST_WS_GATE_NOT_WEBSOCKET_ROUTE(request.method, request.routeOptions.url), [], limits)
       }
       return
     }
-    // Without a handshake, a WebSocket route is @fastify/websocket's own.
-    if (handshake === undefined) return
+    // Without a handshake or an origin check, a WebSocket route is @fastify/websocket's own.
+    if (handshake === undefined && originCheck === null) return
     const timeout = routeTimeout ?? handshakeTimeout
     route.handler = function gated (this: FastifyInstance, request, reply) {
       const offered = (request.raw as GateRequest)[kOffered]
       if (offered === undefined) return next.call(this, request, reply)
-      runHandshake(this, next, handshake, timeout, offered, request, reply)
+      if (originCheck !== null && !allowOrigin(originCheck, request)) {
+        reply.hijack()
+        sendError(request.raw.socket, new FST_WS_GATE_ORIGIN_NOT_ALLOWED(JSON.stringify(request.headers.origin)), [], limits)
+        return
+      }
+      if (handshake === undefined) return next.call(this, request, reply)
+      const face = new FastifyFace(this, next, request, reply)
+      runHandshake(this, handshake, new Handshake(request.raw.socket, { protocols: offered, timeout, log: request.log, face, limits, registry: pending }), request)
     } as RouteOptions['handler']
   })
 }
@@ -229,16 +272,20 @@ class FastifyFace implements HandshakeFace {
   }
 }
 
-function runHandshake (
-  instance: FastifyInstance,
-  next: RouteHandlerMethod,
-  handshake: HandshakeHandler,
-  timeout: number,
-  offered: string[],
-  request: FastifyRequest,
-  reply: FastifyReply
-): void {
-  const gate = new Handshake(request.raw.socket, offered, timeout, request.log, new FastifyFace(instance, next, request, reply))
+// A predicate that throws is a bug in the app: the origin is refused, and logged.
+function allowOrigin (check: OriginCheck, request: FastifyRequest): boolean {
+  const origin = request.headers.origin
+  try {
+    if (check(origin)) return true
+  } catch (err) {
+    request.log.error({ err }, 'allowedOrigins predicate threw; origin refused')
+    return false
+  }
+  request.log.debug({ statusCode: 403, origin }, 'upgrade refused: origin not allowed')
+  return false
+}
+
+function runHandshake (instance: FastifyInstance, handshake: HandshakeHandler, gate: Handshake, request: FastifyRequest): void {
   if (kDrivesEngine in handshake) {
     (handshake as unknown as (request: FastifyRequest, gate: Handshake) => void).call(instance, request, gate)
     return

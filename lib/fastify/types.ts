@@ -8,6 +8,7 @@ import type {
 } from 'fastify'
 import type { HandshakeDecision } from '../engine/decision.js'
 import type { HandshakeContext } from '../engine/handshake.js'
+import type { AllowedOrigins } from '../engine/origin.js'
 
 export interface FastifyWsGateOptions {
   /**
@@ -16,8 +17,34 @@ export interface FastifyWsGateOptions {
    * @default 10000
    */
   handshakeTimeout?: number
+  /**
+   * Handshakes that may be pending in their handshake handler at once; past
+   * it, new upgrades are answered 503 with Retry-After before any app code.
+   * @default 10000
+   */
+  maxPendingHandshakes?: number
+  /**
+   * Origins that may open a WebSocket (cross-site WebSocket hijacking
+   * protection): '*', a list such as ['https://app.example.com'], or a
+   * predicate. Others get 403 before the handshake handler. Requests without
+   * an Origin header (not from a browser) pass.
+   * @default '*'
+   */
+  allowedOrigins?: AllowedOrigins
+  /** Bytes a denial body may have; a larger one is a 500, a stream is cut off. @default 65536 */
+  denialMaxBodySize?: number
+  /** Milliseconds a denial may take to go out (stream and flush); then the socket is destroyed. 0 for no limit. @default 10000 */
+  denialTimeout?: number
   /** Options for @fastify/websocket, which fastify-ws-gate registers. */
   websocket?: WebsocketPluginOptions
+}
+
+/** What fastify-ws-gate counts, on `app.wsGate`. */
+export interface WsGateStats {
+  /** Handshakes whose handshake handler is running now. */
+  readonly pending: number
+  /** Upgrades answered 503 because maxPendingHandshakes was reached. */
+  readonly shed: number
 }
 
 /** Decides a WebSocket handshake: returns accept() or reject(), or a promise of one. */
@@ -51,5 +78,23 @@ declare module 'fastify' {
     handshake?: HandshakeHandler<RawServer, RawRequest, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger>
     /** Overrides the plugin's handshakeTimeout for this route, in milliseconds (fastify-ws-gate). */
     handshakeTimeout?: number
+    /** Overrides the plugin's allowedOrigins for this WebSocket route (fastify-ws-gate). */
+    allowedOrigins?: AllowedOrigins
+  }
+
+  interface FastifyInstance<
+    // eslint-disable-next-line @typescript-eslint/no-unused-vars
+    RawServer extends RawServerBase = RawServerDefault,
+    // eslint-disable-next-line @typescript-eslint/no-unused-vars
+    RawRequest extends RawRequestDefaultExpression<RawServer> = RawRequestDefaultExpression<RawServer>,
+    // eslint-disable-next-line @typescript-eslint/no-unused-vars
+    RawReply extends RawReplyDefaultExpression<RawServer> = RawReplyDefaultExpression<RawServer>,
+    // eslint-disable-next-line @typescript-eslint/no-unused-vars
+    Logger extends FastifyBaseLogger = FastifyBaseLogger,
+    // eslint-disable-next-line @typescript-eslint/no-unused-vars
+    TypeProvider extends FastifyTypeProvider = FastifyTypeProviderDefault
+  > {
+    /** fastify-ws-gate's counters. */
+    wsGate: WsGateStats
   }
 }

@@ -1,0 +1,224 @@
+// Hardening, point by point: load shedding (maxPendingHandshakes), cross-site
+// WebSocket hijacking protection (allowedOrigins), graceful shutdown, and the
+// limits on denials (body size, time to go out).
+import { once } from 'node:events'
+import { connect } from 'node:net'
+import { Readable } from 'node:stream'
+import Fastify from 'fastify'
+import t from 'tap'
+import fastifyWsGate, { accept, reject, type HandshakeDecision } from '../lib/index.js'
+import { connectWs, denied, eventually, opened, parseRaw, rawExchange, start, upgradeRequest, wait } from './helpers.js'
+
+t.test('maxPendingHandshakes: the excess is shed with 503 at once, counted, and no handler runs for it', async (t) => {
+  const release: Array<(decision: HandshakeDecision) => void> = []
+  let calls = 0
+  const { app, port } = await start(t, (app) => {
+    app.get('/slow', {
+      websocket: true,
+      handshake: () => { calls++; return new Promise((resolve) => release.push(resolve)) }
+    }, () => {})
+  }, { maxPendingHandshakes: 5 })
+  const sockets = []
+  for (let i = 0; i < 5; i++) {
+    const socket = connect(port, '127.0.0.1')
+    await once(socket, 'connect')
+    socket.write(upgradeRequest('/slow'))
+    sockets.push(socket)
+  }
+  t.ok(await eventually(() => app.wsGate.pending === 5, 2000), 'five pending')
+  const shed = []
+  for (let i = 0; i < 3; i++) shed.push(parseRaw((await rawExchange(port, upgradeRequest('/slow'))).text))
+  t.strictSame(shed.map((res) => res.statusLine), Array(3).fill('HTTP/1.1 503 Service Unavailable'))
+  t.ok(shed[0].headerLines.includes('Retry-After: 5'))
+  t.equal(shed[0].body, JSON.stringify({
+    statusCode: 503, code: 'FST_WS_GATE_OVERLOADED', error: 'Service Unavailable',
+    message: 'Too many handshakes are pending (maxPendingHandshakes is 5); try again later'
+  }))
+  t.equal(app.wsGate.shed, 3)
+  t.equal(calls, 5, 'no handler ran for the shed upgrades')
+  for (const resolve of release) resolve(reject(409))
+  t.ok(await eventually(() => app.wsGate.pending === 0, 2000), 'settled handshakes leave the count')
+  const after = parseRaw((await rawExchange(port, upgradeRequest('/slow'))).text)
+  t.equal(after.statusLine, '', 'a new one is admitted again (and stays pending)')
+  t.equal(calls, 6)
+  for (const socket of sockets) socket.destroy()
+  for (const resolve of release.slice(5)) resolve(reject(409))
+})
+
+t.test('allowedOrigins: a list, per route overrides, a predicate, and no Origin at all', async (t) => {
+  const { port, logs } = await start(t, (app) => {
+    app.get('/list', { websocket: true, handshake: () => accept() }, () => {})
+    app.get('/open', { websocket: true, allowedOrigins: '*' }, () => {})
+    app.get('/fn', { websocket: true, allowedOrigins: (origin) => origin.endsWith('.example.com') }, () => {})
+    app.get('/broken', { websocket: true, allowedOrigins: () => { throw new Error('predicate bug') } }, () => {})
+  }, { allowedOrigins: ['https://app.example.com'] })
+  const cases: Array<[string, string | undefined, number]> = [
+    ['/list', 'https://app.example.com', 101],
+    ['/list', 'HTTPS://APP.EXAMPLE.COM', 101],
+    ['/list', 'https://evil.example.net', 403],
+    ['/list', 'null', 403],
+    ['/list', undefined, 101],
+    ['/open', 'https://evil.example.net', 101],
+    ['/fn', 'https://chat.example.com', 101],
+    ['/fn', 'https://example.com.evil.net', 403],
+    ['/broken', 'https://app.example.com', 403]
+  ]
+  for (const [path, origin, status] of cases) {
+    const res = parseRaw((await rawExchange(port, upgradeRequest(path, { Origin: origin ?? null }), 300)).text)
+    t.match(res.statusLine, new RegExp(`^HTTP/1\\.1 ${status} `), `${path} ${origin}`)
+    if (status === 403) {
+      t.equal(res.body, JSON.stringify({ statusCode: 403, code: 'FST_WS_GATE_ORIGIN_NOT_ALLOWED', error: 'Forbidden', message: `Origin ${JSON.stringify(origin)} is not allowed` }))
+    }
+  }
+  t.equal(logs.filter((line) => line.level === 50 && line.msg === 'allowedOrigins predicate threw; origin refused').length, 1)
+})
+
+t.test('allowedOrigins is checked before the handshake handler, after the hooks', async (t) => {
+  const order: string[] = []
+  const { port } = await start(t, (app) => {
+    app.addHook('onRequest', async () => { order.push('hook') })
+    app.get('/ws', { websocket: true, handshake: () => { order.push('handshake'); return accept() } }, () => {})
+  }, { allowedOrigins: ['https://a.example'] })
+  await rawExchange(port, upgradeRequest('/ws', { Origin: 'https://b.example' }))
+  t.strictSame(order, ['hook'])
+})
+
+t.test('invalid allowedOrigins fail at registration', async (t) => {
+  for (const value of ['https://a.example', ['https://a.example/path'], [42], {}]) {
+    const app = Fastify()
+    const err = await app.register(fastifyWsGate, { allowedOrigins: value as never }).ready().then(() => null, (err: Error) => err)
+    t.equal((err as { code?: string } | null)?.code, 'FST_WS_GATE_INVALID_OPTION', JSON.stringify(value))
+    t.match(err?.message, /^Invalid fastify-ws-gate option allowedOrigins: must be '\*', a list of origins/)
+    await app.close()
+  }
+  const app = Fastify()
+  await app.register(fastifyWsGate)
+  const routeErrors = []
+  for (const options of [{ websocket: true, allowedOrigins: 'x' }, { allowedOrigins: ['https://a.example'] }]) {
+    try {
+      app.get(`/r${routeErrors.length}`, options as never, async () => 'x')
+    } catch (err) {
+      routeErrors.push((err as Error).message)
+    }
+  }
+  t.match(routeErrors[0], /^Invalid option allowedOrigins on route GET \/r0: must be '\*'/)
+  t.equal(routeErrors[1], 'Invalid option allowedOrigins on route GET /r1: needs websocket: true')
+  await app.close()
+})
+
+t.test('other plugin options are checked', async (t) => {
+  for (const [name, value, message] of [
+    ['maxPendingHandshakes', 0, /must be an integer number of handshakes from 1/],
+    ['denialMaxBodySize', -1, /must be an integer number of bytes from 0/],
+    ['denialTimeout', 1.5, /must be an integer number of milliseconds from 0/]
+  ] as const) {
+    const app = Fastify()
+    const err = await app.register(fastifyWsGate, { [name]: value }).ready().then(() => null, (err: Error) => err)
+    t.equal((err as { code?: string } | null)?.code, 'FST_WS_GATE_INVALID_OPTION')
+    t.match(err?.message, message)
+    await app.close()
+  }
+})
+
+t.test('graceful shutdown: pending handshakes get 503, accepted connections 1001, and close waits for them', async (t) => {
+  let signal: AbortSignal | undefined
+  const app = Fastify()
+  await app.register(fastifyWsGate)
+  app.get('/pending', { websocket: true, handshake: (_request, ctx) => { signal = ctx.signal; return new Promise(() => {}) } }, () => {})
+  app.get('/open', { websocket: true }, () => {})
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  const ws = opened(await connectWs(port, '/open')).ws
+  const wsClosed = new Promise<[number, string]>((resolve) => ws.once('close', (code, reason) => resolve([code, String(reason)])))
+  const socket = connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  socket.write(upgradeRequest('/pending'))
+  t.ok(await eventually(() => signal !== undefined, 2000))
+  const answer = new Promise<string>((resolve) => {
+    let text = ''
+    socket.on('data', (chunk) => { text += chunk })
+    socket.on('close', () => resolve(text))
+  })
+  let closed = false
+  const closing = app.close().then(() => { closed = true })
+  const res = parseRaw(await answer)
+  t.equal(res.statusLine, 'HTTP/1.1 503 Service Unavailable')
+  t.ok(res.headerLines.includes('Retry-After: 5'))
+  t.equal(JSON.parse(res.body).code, 'FST_WS_GATE_SHUTTING_DOWN')
+  t.equal((signal?.reason as { code: string }).code, 'FST_WS_GATE_SHUTTING_DOWN')
+  t.strictSame(await wsClosed, [1001, 'Server shutting down'])
+  await closing
+  t.equal(closed, true)
+  t.equal(app.server.listening, false)
+})
+
+t.test('upgrades that arrive while the server is closing get 503 too', async (t) => {
+  const app = Fastify()
+  await app.register(fastifyWsGate)
+  app.get('/ws', { websocket: true, handshake: () => accept() }, () => {})
+  app.addHook('preClose', async () => {
+    // The server still listens during preClose: a late upgrade comes in now.
+    const res = parseRaw((await rawExchange(port, upgradeRequest('/ws'))).text)
+    t.equal(res.statusLine, 'HTTP/1.1 503 Service Unavailable')
+    t.equal(JSON.parse(res.body).code, 'FST_WS_GATE_SHUTTING_DOWN')
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  await app.close()
+})
+
+t.test('a denial body over denialMaxBodySize: 500 for fixed bodies, cut off for streams', async (t) => {
+  const { port, logs } = await start(t, (app) => {
+    app.get('/fixed', { websocket: true, handshake: () => reject(401, undefined, { body: 'x'.repeat(11) }) }, () => {})
+    app.get('/at-limit', { websocket: true, handshake: () => reject(401, undefined, { body: 'x'.repeat(10) }) }, () => {})
+    app.get('/stream', { websocket: true, handshake: () => reject(401, undefined, { body: Readable.from(['123456', '789012']) }) }, () => {})
+  }, { denialMaxBodySize: 10 })
+  const fixed = parseRaw((await rawExchange(port, upgradeRequest('/fixed'))).text)
+  t.equal(fixed.statusLine, 'HTTP/1.1 500 Internal Server Error')
+  t.equal((logs.find((line) => line.level === 50)?.err as { message: string }).message,
+    'Invalid denial body: it has 11 bytes, more than the 10 the denial body limit allows')
+  t.equal(parseRaw((await rawExchange(port, upgradeRequest('/at-limit'))).text).body, 'xxxxxxxxxx')
+  logs.length = 0
+  const stream = await rawExchange(port, upgradeRequest('/stream'))
+  t.equal(parseRaw(stream.text).body, '6\r\n123456\r\n', 'the chunk that would pass the limit is not sent')
+  t.equal(stream.closed, true)
+  t.ok(await eventually(() => logs.some((line) => line.level === 50), 1000))
+  t.match((logs.find((line) => line.level === 50)?.err as { message: string }).message, /longer than the 10 bytes the denial body limit allows/)
+})
+
+t.test('denialTimeout: a stalled stream, or a client that never reads, cannot hold the socket', async (t) => {
+  const stalled = new Readable({ read () {} })
+  stalled.push('start')
+  const { port } = await start(t, (app) => {
+    app.get('/stalled', { websocket: true, handshake: () => reject(503, undefined, { body: stalled }) }, () => {})
+    app.get('/big', { websocket: true, handshake: () => reject(413, undefined, { body: Buffer.alloc(32 * 1024 * 1024) }) }, () => {})
+  }, { denialTimeout: 200, denialMaxBodySize: 64 * 1024 * 1024 })
+  const started = Date.now()
+  const res = await rawExchange(port, upgradeRequest('/stalled'), 5000)
+  t.equal(res.closed, true, 'the server closed it')
+  t.equal(parseRaw(res.text).body, '5\r\nstart\r\n')
+  t.ok(Date.now() - started < 4000, 'long before the client gave up')
+  t.ok(await eventually(() => stalled.destroyed, 1000), 'the stalled body stream was destroyed')
+
+  const socket = connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  socket.write(upgradeRequest('/big'))
+  await once(socket, 'data')
+  socket.pause()
+  const gone = new Promise((resolve) => socket.once('close', resolve))
+  await wait(400)
+  socket.resume()
+  socket.on('data', () => {})
+  await gone
+  t.pass('a client that stopped reading was cut off')
+})
+
+t.test('app.wsGate counts what it says, for a server that shed nothing', async (t) => {
+  const { app, port } = await start(t, (app) => {
+    app.get('/ws', { websocket: true, handshake: async () => accept() }, () => {})
+  })
+  const ok = opened(await connectWs(port, '/ws'))
+  ok.ws.close()
+  t.strictSame({ pending: app.wsGate.pending, shed: app.wsGate.shed }, { pending: 0, shed: 0 })
+  t.equal(denied(await connectWs(port, '/nowhere')).statusCode, 404)
+})
