@@ -31,7 +31,9 @@ t.test('maxPendingHandshakes: the excess is shed with 503 at once, counted, and 
   t.strictSame(shed.map((res) => res.statusLine), Array(3).fill('HTTP/1.1 503 Service Unavailable'))
   t.ok(shed[0].headerLines.includes('Retry-After: 5'))
   t.equal(shed[0].body, JSON.stringify({
-    statusCode: 503, code: 'FST_WS_GATE_OVERLOADED', error: 'Service Unavailable',
+    statusCode: 503,
+    code: 'FST_WS_GATE_OVERLOADED',
+    error: 'Service Unavailable',
     message: 'Too many handshakes are pending (maxPendingHandshakes is 5); try again later'
   }))
   t.equal(app.wsGate.shed, 3)

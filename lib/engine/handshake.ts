@@ -20,7 +20,7 @@ import {
 } from '../errors.js'
 import { isAccept, isDecision } from './decision.js'
 import { describe, isStream, prepareDenial, writeDenial, type Denial } from './denial.js'
-import { DEFAULT_LIMITS, sendError, toHeaderPairs, type DenialLimits, type HeaderPairs } from './http.js'
+import { sendError, toHeaderPairs, type DenialLimits, type HeaderPairs } from './http.js'
 
 export interface HandshakeLogger {
   debug (obj: object, msg: string): void
@@ -53,7 +53,7 @@ export interface HandshakeOptions {
   log: HandshakeLogger
   face: HandshakeFace
   /** Caps on the responses the engine writes. */
-  limits?: DenialLimits
+  limits: DenialLimits
   /** Where pending handshakes are kept (for load shedding and shutdown): added here, removed once settled. */
   registry?: Set<Handshake>
 }
@@ -130,7 +130,7 @@ export class Handshake {
     this.#timeout = options.timeout
     this.#log = options.log
     this.#face = options.face
-    this.#limits = options.limits ?? DEFAULT_LIMITS
+    this.#limits = options.limits
     this.#registry = options.registry
     this.#registry?.add(this)
   }
@@ -305,9 +305,8 @@ export class Handshake {
     this.#unavailable('timed-out', new FST_WS_GATE_HANDSHAKE_TIMEOUT(this.#timeout))
   }
 
-  /** The server is closing: a pending handshake is answered 503 with Retry-After. */
+  /** The server is closing: a pending handshake (one still in the registry) is answered 503 with Retry-After. */
   shutdown (): void {
-    if (this.#state !== 'pending') return
     this.#log.debug({}, 'handshake answered 503: the server is shutting down')
     this.#unavailable('shut-down', new FST_WS_GATE_SHUTTING_DOWN())
   }

@@ -63,7 +63,6 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     get shed () { return shed }
   })
 
-
   // Shutdown, first of all: pending handshakes get 503 with Retry-After (their
   // signals abort), and so does any upgrade that arrives from now on.
   let closing = false

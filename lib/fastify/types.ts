@@ -83,7 +83,7 @@ declare module 'fastify' {
   }
 
   interface FastifyInstance<
-    // eslint-disable-next-line @typescript-eslint/no-unused-vars
+
     RawServer extends RawServerBase = RawServerDefault,
     // eslint-disable-next-line @typescript-eslint/no-unused-vars
     RawRequest extends RawRequestDefaultExpression<RawServer> = RawRequestDefaultExpression<RawServer>,
