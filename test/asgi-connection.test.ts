@@ -1,10 +1,9 @@
 // asgi(): the connection half of the protocol, after websocket.accept.
 import { once } from 'node:events'
-import { connect } from 'node:net'
 import t from 'tap'
 import WebSocket from 'ws'
 import { asgi, type AsgiApp, type AsgiReceiveMessage } from '../lib/index.js'
-import { connectWs, eventually, opened, start, upgradeRequest, wait } from './helpers.js'
+import { connectWs, eventually, opened, start, upgradeAndWait, wait } from './helpers.js'
 
 function settle<T> () {
   let resolve!: (value: T) => void
@@ -287,10 +286,7 @@ t.test('a send while the client\'s close handshake is under way: the client is l
     result.resolve(await send({ type: 'websocket.send', text: 'x' }).catch((err: Error) => err))
   })
   // Half-open allowed: the server's FIN after its close frame must not end our side.
-  const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
-  await once(socket, 'connect')
-  socket.write(upgradeRequest('/live'))
-  await once(socket, 'data')
+  const { socket } = await upgradeAndWait(port, '/live', true)
   // A masked close frame with code 1000; the TCP connection stays open, so
   // the server's socket is CLOSING and has not emitted 'close' yet.
   socket.write(Buffer.from([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]))
@@ -318,10 +314,7 @@ t.test('sends waiting on a slow denial body resolve when the client leaves; rece
       outcome.resolve(results)
     }))
   }, { denialMaxBodySize: 64 * 1024 * 1024 })
-  const socket = connect(port, '127.0.0.1')
-  await once(socket, 'connect')
-  socket.write(upgradeRequest('/deny'))
-  await once(socket, 'data')
+  const { socket } = await upgradeAndWait(port, '/deny')
   socket.pause()
   await wait(100)
   socket.destroy()
@@ -339,10 +332,7 @@ t.test('websocket.send backpressure: send resolves once the frame is written, no
     done.resolve()
     await receive()
   })
-  const socket = connect(port, '127.0.0.1')
-  await once(socket, 'connect')
-  socket.write(upgradeRequest('/live'))
-  await once(socket, 'data')
+  const { socket } = await upgradeAndWait(port, '/live')
   socket.pause()
   await wait(300)
   t.strictSame(states, [], 'not written while the client does not read')

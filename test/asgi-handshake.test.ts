@@ -11,7 +11,7 @@ import t from 'tap'
 import WebSocket from 'ws'
 import fastifyWsGate, { asgi, type AsgiApp, type AsgiSend, type FastifyWsGateOptions, type AsgiReceiveMessage, type WebSocketScope } from '../lib/index.js'
 import { percentDecode } from '../lib/asgi/scope.js'
-import { ACCEPT, collect, connectWs, denied, eventually, opened, parseRaw, rawExchange, stableHead, start, upgradeRequest, wait } from './helpers.js'
+import { ACCEPT, collect, connectWs, denied, eventually, opened, parseRaw, rawExchange, stableHead, start, upgradeAndWait, upgradeRequest, wait } from './helpers.js'
 
 async function serve (t: tap.Test, app: AsgiApp, options: Parameters<typeof asgi>[1] = {}, plugin: FastifyWsGateOptions = {}) {
   return start(t, (fastify) => {
@@ -136,10 +136,7 @@ t.test('the denial response: status and headers at start, the body chunked as it
     await send({ type: 'websocket.http.response.body', body: new Uint8Array(Buffer.from('required')) })
     after.resolve([await receive(), await receive()])
   })
-  const socket = connect(port, '127.0.0.1')
-  await once(socket, 'connect')
-  socket.write(upgradeRequest('/live/x'))
-  const [head] = await once(socket, 'data') as [Buffer]
+  const { socket, first: head } = await upgradeAndWait(port, '/live/x')
   const early = parseRaw(head.toString('latin1'))
   t.equal(early.statusLine, 'HTTP/1.1 401 Unauthorized', 'the head is on the wire before any body was sent')
   t.strictSame(stableHead(early.headerLines), ['www-authenticate: Bearer', 'X-Bytes: caf\u00e9', 'Transfer-Encoding: chunked', 'Date: <date>', 'Connection: close'])
@@ -390,10 +387,7 @@ t.test('a client that leaves mid-response: the app\'s next send rejects and rece
     sent.resolve(await send({ type: 'websocket.http.response.body', body: 'x', more_body: true }).catch((err: unknown) => err))
     got.resolve(await receive())
   })
-  const socket = connect(port, '127.0.0.1')
-  await once(socket, 'connect')
-  socket.write(upgradeRequest('/live/x'))
-  await once(socket, 'data')
+  const { socket } = await upgradeAndWait(port, '/live/x')
   socket.destroy()
   await wait(50)
   go.resolve()
@@ -458,10 +452,7 @@ t.test('denial body backpressure: a send resolves only once the engine has taken
     second.resolve()
     await send({ type: 'websocket.http.response.body', body: 'end' })
   }, {}, { denialMaxBodySize: 64 * 1024 * 1024 })
-  const socket = connect(port, '127.0.0.1')
-  await once(socket, 'connect')
-  socket.write(upgradeRequest('/live/x'))
-  await once(socket, 'data')
+  const { socket } = await upgradeAndWait(port, '/live/x')
   socket.pause()
   await wait(300)
   t.strictSame(states, ['first taken'], 'while the client does not read, the second chunk waits')

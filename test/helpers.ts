@@ -182,3 +182,15 @@ export async function eventually (check: () => boolean, ms = 1000): Promise<bool
 export function logsAbove (logs: LogLine[], level: number): LogLine[] {
   return logs.filter((line) => line.level > level)
 }
+
+/**
+ * Connects, sends a valid upgrade request for `path`, and resolves once the
+ * server has sent something: the socket (flowing stopped) and that first chunk.
+ */
+export async function upgradeAndWait (port: number, path: string, allowHalfOpen = false): Promise<{ socket: Socket, first: Buffer }> {
+  const socket = connect({ port, host: '127.0.0.1', allowHalfOpen })
+  await once(socket, 'connect')
+  socket.write(upgradeRequest(path))
+  const [first] = await once(socket, 'data') as [Buffer]
+  return { socket, first }
+}

@@ -7,7 +7,7 @@ import { Readable } from 'node:stream'
 import Fastify from 'fastify'
 import t from 'tap'
 import fastifyWsGate, { accept, reject, type HandshakeDecision } from '../lib/index.js'
-import { connectWs, denied, eventually, opened, parseRaw, rawExchange, start, upgradeRequest, wait } from './helpers.js'
+import { connectWs, denied, eventually, opened, parseRaw, rawExchange, start, upgradeAndWait, upgradeRequest, wait } from './helpers.js'
 
 t.test('maxPendingHandshakes: the excess is shed with 503 at once, counted, and no handler runs for it', async (t) => {
   const release: Array<(decision: HandshakeDecision) => void> = []
@@ -202,10 +202,7 @@ t.test('denialTimeout: a stalled stream, or a client that never reads, cannot ho
   t.ok(Date.now() - started < 4000, 'long before the client gave up')
   t.ok(await eventually(() => stalled.destroyed, 1000), 'the stalled body stream was destroyed')
 
-  const socket = connect(port, '127.0.0.1')
-  await once(socket, 'connect')
-  socket.write(upgradeRequest('/big'))
-  await once(socket, 'data')
+  const { socket } = await upgradeAndWait(port, '/big')
   socket.pause()
   const gone = new Promise((resolve) => socket.once('close', resolve))
   await wait(400)

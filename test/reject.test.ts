@@ -1,11 +1,9 @@
 // Contract points 3 and 4: what reject() puts on the wire, byte for byte, and
 // that the connection is closed after every denial with no 101 in sight.
-import { once } from 'node:events'
-import { connect } from 'node:net'
 import { Readable, Stream } from 'node:stream'
 import t from 'tap'
 import { reject } from '../lib/index.js'
-import { connectWs, denied, eventually, parseRaw, rawExchange, stableHead, start, upgradeRequest, wait } from './helpers.js'
+import { connectWs, denied, eventually, parseRaw, rawExchange, stableHead, start, upgradeAndWait, upgradeRequest, wait } from './helpers.js'
 import type { RejectDecision } from '../lib/index.js'
 
 async function denialOf (t: tap.Test, decide: () => RejectDecision | Promise<RejectDecision>) {
@@ -210,10 +208,7 @@ t.test('a client that leaves during a streamed denial: the stream is destroyed, 
   const { port, logs } = await start(t, (app) => {
     app.get('/d', { websocket: true, handshake: () => reject(401, undefined, { body }) }, () => {})
   })
-  const socket = connect(port, '127.0.0.1')
-  await once(socket, 'connect')
-  socket.write(upgradeRequest('/d'))
-  const [chunk] = await once(socket, 'data') as [Buffer]
+  const { socket, first: chunk } = await upgradeAndWait(port, '/d')
   t.match(chunk.toString('latin1'), /^HTTP\/1\.1 401 Unauthorized\r\n/)
   socket.destroy()
   t.ok(await eventually(() => destroyed, 2000), 'the body stream was destroyed')
@@ -236,10 +231,7 @@ t.test('a client that stops reading, then leaves, while a large denial waits for
   const { port, logs } = await start(t, (app) => {
     app.get('/d', { websocket: true, handshake: () => reject(413, undefined, { body }) }, () => {})
   }, { denialMaxBodySize: 2 ** 31, denialTimeout: 0 })
-  const socket = connect(port, '127.0.0.1')
-  await once(socket, 'connect')
-  socket.write(upgradeRequest('/d'))
-  await once(socket, 'data')
+  const { socket } = await upgradeAndWait(port, '/d')
   socket.pause()
   t.ok(await eventually(() => produced > 16, 2000), 'the server wrote until the socket pushed back')
   const stalled = produced
