@@ -202,14 +202,79 @@ t.test('denialTimeout: a stalled stream, or a client that never reads, cannot ho
   t.ok(Date.now() - started < 4000, 'long before the client gave up')
   t.ok(await eventually(() => stalled.destroyed, 1000), 'the stalled body stream was destroyed')
 
-  const { socket } = await upgradeAndWait(port, '/big')
+  const { socket, first } = await upgradeAndWait(port, '/big')
   socket.pause()
-  const gone = new Promise((resolve) => socket.once('close', resolve))
   await wait(400)
+  let received = first.length
+  socket.on('data', (chunk: Buffer) => { received += chunk.length })
+  socket.on('error', () => {})
+  const gone = new Promise((resolve) => socket.once('close', resolve))
   socket.resume()
-  socket.on('data', () => {})
   await gone
-  t.pass('a client that stopped reading was cut off')
+  t.ok(received < 32 * 1024 * 1024, `a client that stopped reading was cut off after ${received} of ${32 * 1024 * 1024} bytes`)
+})
+
+t.test('a reply Fastify sends to an upgrade (a hook\'s 401) is bound by denialTimeout too', async (t) => {
+  const { port } = await start(t, (app) => {
+    app.addHook('onRequest', async (_request, reply) => reply.code(401).send(Buffer.alloc(8 * 1024 * 1024)))
+    app.get('/ws', { websocket: true }, () => {})
+  }, { denialTimeout: 200 })
+  const { socket, first } = await upgradeAndWait(port, '/ws')
+  socket.pause()
+  await wait(400)
+  let received = first.length
+  socket.on('data', (chunk: Buffer) => { received += chunk.length })
+  socket.on('error', () => {})
+  const gone = new Promise((resolve) => socket.once('close', resolve))
+  socket.resume()
+  await gone
+  t.ok(received < 8 * 1024 * 1024, `cut off after ${received} bytes`)
+})
+
+t.test('maxPendingHandshakes counts upgrades still in async hooks, exactly', async (t) => {
+  const release: Array<() => void> = []
+  let handlers = 0
+  const { app, port } = await start(t, (app) => {
+    app.addHook('onRequest', () => new Promise<void>((resolve) => release.push(resolve)))
+    app.get('/ws', { websocket: true, handshake: () => { handlers++; return reject(409) } }, () => {})
+  }, { maxPendingHandshakes: 5 })
+  const answers = Array.from({ length: 8 }, () => rawExchange(port, upgradeRequest('/ws'), 5000))
+  t.ok(await eventually(() => app.wsGate.shed === 3, 3000), 'exactly 3 shed')
+  t.equal(app.wsGate.pending, 5)
+  for (const resolve of release) resolve()
+  const statuses = (await Promise.all(answers)).map((res) => parseRaw(res.text).statusLine).sort()
+  t.strictSame(statuses, [...Array(5).fill('HTTP/1.1 409 Conflict'), ...Array(3).fill('HTTP/1.1 503 Service Unavailable')])
+  t.equal(handlers, 5)
+  t.ok(await eventually(() => app.wsGate.pending === 0, 2000), 'all released')
+})
+
+t.test('shutdown answers 503 to an upgrade that was still in a hook when close began', async (t) => {
+  const app = Fastify()
+  await app.register(fastifyWsGate)
+  let inHook: (() => void) | undefined
+  const reached = new Promise<void>((resolve) => {
+    app.addHook('onRequest', () => new Promise<void>((_resolve) => { inHook = _resolve; resolve() }))
+  })
+  app.get('/ws', { websocket: true, handshake: () => accept() }, () => {})
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  const answer = rawExchange(port, upgradeRequest('/ws'), 5000)
+  await reached
+  const closing = app.close()
+  await wait(20)
+  ;(inHook as () => void)()
+  const res = parseRaw((await answer).text)
+  t.equal(res.statusLine, 'HTTP/1.1 503 Service Unavailable')
+  t.equal(JSON.parse(res.body).code, 'FST_WS_GATE_SHUTTING_DOWN')
+  await closing
+})
+
+t.test('close resolves with clientTracking off', async (t) => {
+  const app = Fastify()
+  await app.register(fastifyWsGate, { websocket: { options: { clientTracking: false } } })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  await app.close()
+  t.pass('closed')
 })
 
 t.test('app.wsGate counts what it says, for a server that shed nothing', async (t) => {

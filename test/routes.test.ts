@@ -148,3 +148,24 @@ t.test('a hook cannot make a denial look like a 101, nor corrupt the status line
   ok.ws.close()
   t.pass('the server is still serving')
 })
+
+t.test('a reply that goes through onSend twice (an onSend hook that fails) is counted out once', async (t) => {
+  let failed = false
+  const { app, port } = await start(t, (app) => {
+    app.addHook('onRequest', async (_request, reply) => reply.code(401).send('first'))
+    app.addHook('onSend', async (request, _reply, payload) => {
+      if (request.headers.upgrade !== undefined && !failed) {
+        failed = true
+        throw new Error('onSend failed')
+      }
+      return payload
+    })
+    app.get('/ws', { websocket: true }, () => {})
+  })
+  const res = parseRaw((await rawExchange(port, upgradeRequest('/ws'))).text)
+  t.equal(res.statusLine, 'HTTP/1.1 401 Unauthorized', 'Fastify keeps the status and sends the error')
+  t.equal(res.body, '{"statusCode":401,"error":"Unauthorized","message":"onSend failed"}')
+  t.ok(res.headerLines.includes('connection: close'))
+  t.equal(failed, true)
+  t.equal(app.wsGate.pending, 0)
+})

@@ -25,7 +25,7 @@ import { Handshake, RETRY_AFTER_SECONDS, type HandshakeFace } from '../engine/ha
 import type { OriginCheck } from '../engine/origin.js'
 import { checkTimeout, originsOption, settings } from './options.js'
 import { kDrivesEngine } from './driver.js'
-import { errorBody, isStatusMessage, JSON_TYPE, sendError, type HeaderPairs } from '../engine/http.js'
+import { errorBody, guard, isStatusMessage, JSON_TYPE, sendError, type HeaderPairs } from '../engine/http.js'
 import { checkUpgrade, isWebSocketUpgrade } from '../engine/request.js'
 import type { FastifyWsGateOptions, HandshakeHandler } from './types.js'
 
@@ -36,11 +36,17 @@ const kOffered = Symbol('fastify-ws-gate.offered')
 const kAccepted = Symbol('fastify-ws-gate.accepted')
 // Set on the server once the gate is installed on it.
 const kInstalled = Symbol('fastify-ws-gate.installed')
+// While an upgrade counts against maxPendingHandshakes: its socket, and the
+// close listener that releases it.
+const kCounted = Symbol('fastify-ws-gate.counted')
+const kRelease = Symbol('fastify-ws-gate.release')
 
 type RequestListener = (req: IncomingMessage, res: ServerResponse) => void
 
 interface GateRequest extends IncomingMessage {
   [kOffered]?: string[]
+  [kCounted]?: Duplex
+  [kRelease]?: () => void
   [kAccepted]?: { protocol: string | undefined, headers: HeaderPairs }
 }
 
@@ -49,6 +55,18 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   const { websocket } = options
   // Handshakes whose handler is running: for load shedding and shutdown.
   const pending = new Set<Handshake>()
+  // Upgrades between our checks and their answer (in hooks, in the handler,
+  // or being upgraded): what maxPendingHandshakes bounds. Each leaves the
+  // count once, when its answer starts (a 101, a denial, a reply) or its
+  // socket closes.
+  let inflight = 0
+  const release = (req: GateRequest): void => {
+    const socket = req[kCounted]
+    if (socket === undefined) return
+    req[kCounted] = undefined
+    socket.removeListener('close', req[kRelease] as () => void)
+    inflight--
+  }
   let shed = 0
   // The gate owns the server's upgrade path, which is server-wide; from a
   // child context its hooks would cover only some of the routes it receives.
@@ -59,7 +77,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   if (server[kInstalled] === true) throw new FST_WS_GATE_REGISTRATION('it is already registered on this server')
   server[kInstalled] = true
   fastify.decorate('wsGate', {
-    get pending () { return pending.size },
+    get pending () { return inflight },
     get shed () { return shed }
   })
 
@@ -95,7 +113,8 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   // preClose to @fastify/websocket), and close resolves once they are gone.
   async function closeConnections (this: FastifyInstance): Promise<void> {
     const wss = this.websocketServer
-    const closed = [...wss.clients].map((client) => new Promise((resolve) => {
+    // Without clientTracking ws keeps no list; there is nothing to close here then.
+    const closed = [...(wss.clients ?? [])].map((client) => new Promise((resolve) => {
       client.once('close', resolve)
       client.close(1001, 'Server shutting down')
     }))
@@ -140,13 +159,17 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       sendError(socket, new FST_WS_GATE_SHUTTING_DOWN(), [['Retry-After', String(RETRY_AFTER_SECONDS)]], limits)
       return
     }
-    if (pending.size >= maxPendingHandshakes) {
+    if (inflight >= maxPendingHandshakes) {
       shed++
-      fastify.log.debug({ statusCode: 503, pending: pending.size }, 'upgrade shed: too many pending handshakes')
+      fastify.log.debug({ statusCode: 503, pending: inflight }, 'upgrade shed: too many pending handshakes')
       sendError(socket, new FST_WS_GATE_OVERLOADED(maxPendingHandshakes), [['Retry-After', String(RETRY_AFTER_SECONDS)]], limits)
       return
     }
     req[kOffered] = checked
+    inflight++
+    req[kCounted] = socket
+    req[kRelease] = () => release(req)
+    socket.once('close', req[kRelease])
     relay.emit('upgrade', req, socket, head)
   }
 
@@ -160,6 +183,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     return chooseProtocol != null ? chooseProtocol(protocols, req) : protocols.values().next().value as string
   }
   wss.on('headers', (lines: string[], req: GateRequest) => {
+    release(req)
     const accepted = req[kAccepted]
     if (accepted !== undefined) for (const [name, value] of accepted.headers) lines.push(`${name}: ${value}`)
   })
@@ -173,6 +197,9 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       done(null, payload)
       return
     }
+    release(request.raw as GateRequest)
+    // Like the engine's own denials, a reply must go out in denialTimeout.
+    guard(request.raw.socket, limits.timeout)
     reply.header('connection', 'close')
     const { statusMessage } = reply.raw
     if (statusMessage !== undefined && !isStatusMessage(statusMessage)) {
@@ -187,6 +214,13 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     }
     done(null, payload)
   })
+
+  // The gate's own answer to an upgrade, outside the engine.
+  function deny (request: FastifyRequest, reply: FastifyReply, err: Error & { statusCode: number, code: string }, extra: HeaderPairs = []): void {
+    reply.hijack()
+    release(request.raw as GateRequest)
+    sendError(request.raw.socket, err, extra, limits)
+  }
 
   fastify.addHook('onRoute', (route) => {
     const methods = ([] as string[]).concat(route.method)
@@ -217,9 +251,8 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     if (!isWebSocket) {
       route.handler = function notWebSocket (this: FastifyInstance, request, reply) {
         if ((request.raw as GateRequest)[kOffered] === undefined) return next.call(this, request, reply)
-        reply.hijack()
         request.log.debug({ statusCode: 400 }, 'upgrade request to a route without a WebSocket handler')
-        sendError(request.raw.socket, new FST_WS_GATE_NOT_WEBSOCKET_ROUTE(request.method, request.routeOptions.url), [], limits)
+        deny(request, reply, new FST_WS_GATE_NOT_WEBSOCKET_ROUTE(request.method, request.routeOptions.url))
       }
       return
     }
@@ -229,13 +262,17 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     route.handler = function gated (this: FastifyInstance, request, reply) {
       const offered = (request.raw as GateRequest)[kOffered]
       if (offered === undefined) return next.call(this, request, reply)
+      // Upgrades still in hooks when close() began are answered like pending ones.
+      if (closing) {
+        deny(request, reply, new FST_WS_GATE_SHUTTING_DOWN(), [['Retry-After', String(RETRY_AFTER_SECONDS)]])
+        return
+      }
       if (originCheck !== null && !allowOrigin(originCheck, request)) {
-        reply.hijack()
-        sendError(request.raw.socket, new FST_WS_GATE_ORIGIN_NOT_ALLOWED(JSON.stringify(request.headers.origin)), [], limits)
+        deny(request, reply, new FST_WS_GATE_ORIGIN_NOT_ALLOWED(JSON.stringify(request.headers.origin)))
         return
       }
       if (handshake === undefined) return next.call(this, request, reply)
-      const face = new FastifyFace(this, next, request, reply)
+      const face = new FastifyFace(this, next, request, reply, release)
       runHandshake(this, handshake, new Handshake(request.raw.socket, { protocols: offered, timeout, log: request.log, face, limits, registry: pending }), request)
     } as RouteOptions['handler']
   })
@@ -248,12 +285,14 @@ class FastifyFace implements HandshakeFace {
   readonly #next: RouteHandlerMethod
   readonly #request: FastifyRequest
   readonly #reply: FastifyReply
+  readonly #release: (req: GateRequest) => void
 
-  constructor (instance: FastifyInstance, next: RouteHandlerMethod, request: FastifyRequest, reply: FastifyReply) {
+  constructor (instance: FastifyInstance, next: RouteHandlerMethod, request: FastifyRequest, reply: FastifyReply, release: (req: GateRequest) => void) {
     this.#instance = instance
     this.#next = next
     this.#request = request
     this.#reply = reply
+    this.#release = release
   }
 
   upgrade (protocol: string | undefined, headers: HeaderPairs): void {
@@ -268,6 +307,7 @@ class FastifyFace implements HandshakeFace {
 
   takeover (): void {
     this.#reply.hijack()
+    this.#release(this.#request.raw as GateRequest)
   }
 }
 

@@ -18,8 +18,9 @@ export interface FastifyWsGateOptions {
    */
   handshakeTimeout?: number
   /**
-   * Handshakes that may be pending in their handshake handler at once; past
-   * it, new upgrades are answered 503 with Retry-After before any app code.
+   * Upgrades that may be pending at once (in hooks, in the handshake handler,
+   * being upgraded); past it, new upgrades are answered 503 with Retry-After
+   * before any app code.
    * @default 10000
    */
   maxPendingHandshakes?: number
@@ -41,7 +42,7 @@ export interface FastifyWsGateOptions {
 
 /** What fastify-ws-gate counts, on `app.wsGate`. */
 export interface WsGateStats {
-  /** Handshakes whose handshake handler is running now. */
+  /** Upgrades counted against maxPendingHandshakes now. */
   readonly pending: number
   /** Upgrades answered 503 because maxPendingHandshakes was reached. */
   readonly shed: number
