@@ -286,3 +286,19 @@ t.test('app.wsGate counts what it says, for a server that shed nothing', async (
   t.strictSame({ pending: app.wsGate.pending, shed: app.wsGate.shed }, { pending: 0, shed: 0 })
   t.equal(denied(await connectWs(port, '/nowhere')).statusCode, 404)
 })
+
+t.test('an upgrade during a preClose hook that runs before the gate\'s is answered and its socket closed', async (t) => {
+  const app = Fastify()
+  let port = 0
+  let seen: { text: string, closed: boolean } | undefined
+  app.addHook('preClose', async () => {
+    seen = await rawExchange(port, upgradeRequest('/ws'), 3000)
+  })
+  await app.register(fastifyWsGate)
+  app.get('/ws', { websocket: true, handshake: () => accept() }, () => {})
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  port = (app.server.address() as { port: number }).port
+  await app.close()
+  t.equal(parseRaw(seen?.text as string).statusLine, 'HTTP/1.1 503 Service Unavailable', 'Fastify\'s own answer while closing')
+  t.equal(seen?.closed, true, 'the server closed the connection')
+})

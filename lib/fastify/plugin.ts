@@ -9,6 +9,7 @@
 // answers 400 instead of letting @fastify/websocket send a 101 and hang up.
 import { EventEmitter } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import fastifyWebsocket from '@fastify/websocket'
 import type {
@@ -25,7 +26,7 @@ import { Handshake, RETRY_AFTER_SECONDS, type HandshakeFace } from '../engine/ha
 import type { OriginCheck } from '../engine/origin.js'
 import { checkTimeout, originsOption, settings } from './options.js'
 import { kDrivesEngine } from './driver.js'
-import { errorBody, guard, isStatusMessage, JSON_TYPE, sendError, type HeaderPairs } from '../engine/http.js'
+import { closeAfter, errorBody, guard, isStatusMessage, JSON_TYPE, sendError, type HeaderPairs } from '../engine/http.js'
 import { checkUpgrade, isWebSocketUpgrade } from '../engine/request.js'
 import type { FastifyWsGateOptions, HandshakeHandler } from './types.js'
 
@@ -171,6 +172,12 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     req[kRelease] = () => release(req)
     socket.once('close', req[kRelease])
     relay.emit('upgrade', req, socket, head)
+    // Fastify answered at once, without hooks (its own 503 once close() has
+    // begun, before our preClose ran): nothing else will close the socket.
+    if (req[kCounted] !== undefined && (socket as Socket).bytesWritten > 0) {
+      release(req)
+      closeAfter(socket, undefined, limits.timeout)
+    }
   }
 
   // The 101 is written by ws; these two hooks make it carry what the route's
