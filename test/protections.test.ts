@@ -9,6 +9,21 @@ import t from 'tap'
 import fastifyWsGate, { accept, reject, type HandshakeDecision } from '../lib/index.js'
 import { connectWs, denied, eventually, opened, parseRaw, rawExchange, start, upgradeAndWait, upgradeRequest, wait } from './helpers.js'
 
+// A client that reads the response head, then stops reading for 400 ms, then
+// reads on until the server closes: how many bytes it got in all.
+async function stopReading (port: number, path: string): Promise<number> {
+  const { socket, first } = await upgradeAndWait(port, path)
+  socket.pause()
+  await wait(400)
+  let received = first.length
+  socket.on('data', (chunk: Buffer) => { received += chunk.length })
+  socket.on('error', () => {})
+  const gone = once(socket, 'close')
+  socket.resume()
+  await gone
+  return received
+}
+
 t.test('maxPendingHandshakes: the excess is shed with 503 at once, counted, and no handler runs for it', async (t) => {
   const release: Array<(decision: HandshakeDecision) => void> = []
   let calls = 0
@@ -202,15 +217,7 @@ t.test('denialTimeout: a stalled stream, or a client that never reads, cannot ho
   t.ok(Date.now() - started < 4000, 'long before the client gave up')
   t.ok(await eventually(() => stalled.destroyed, 1000), 'the stalled body stream was destroyed')
 
-  const { socket, first } = await upgradeAndWait(port, '/big')
-  socket.pause()
-  await wait(400)
-  let received = first.length
-  socket.on('data', (chunk: Buffer) => { received += chunk.length })
-  socket.on('error', () => {})
-  const gone = new Promise((resolve) => socket.once('close', resolve))
-  socket.resume()
-  await gone
+  const received = await stopReading(port, '/big')
   t.ok(received < 32 * 1024 * 1024, `a client that stopped reading was cut off after ${received} of ${32 * 1024 * 1024} bytes`)
 })
 
@@ -219,15 +226,7 @@ t.test('a reply Fastify sends to an upgrade (a hook\'s 401) is bound by denialTi
     app.addHook('onRequest', async (_request, reply) => reply.code(401).send(Buffer.alloc(8 * 1024 * 1024)))
     app.get('/ws', { websocket: true }, () => {})
   }, { denialTimeout: 200 })
-  const { socket, first } = await upgradeAndWait(port, '/ws')
-  socket.pause()
-  await wait(400)
-  let received = first.length
-  socket.on('data', (chunk: Buffer) => { received += chunk.length })
-  socket.on('error', () => {})
-  const gone = new Promise((resolve) => socket.once('close', resolve))
-  socket.resume()
-  await gone
+  const received = await stopReading(port, '/ws')
   t.ok(received < 8 * 1024 * 1024, `cut off after ${received} bytes`)
 })
 
