@@ -12,7 +12,9 @@ export type {
 } from './engine/decision.js'
 export type { HandshakeContext } from './engine/handshake.js'
 export type { HeadersInput } from './engine/http.js'
-export type { FastifyWsGateOptions, HandshakeHandler } from './fastify/types.js'
+export type { FastifyWsGateOptions, HandshakeHandler, WsGateStats } from './fastify/types.js'
+export { HANDSHAKE_CHANNEL } from './fastify/observe.js'
+export type { HandshakeEvent } from './fastify/observe.js'
 export { errors, fastifyWsGate }
 export default fastifyWsGate
 

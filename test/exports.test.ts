@@ -12,7 +12,7 @@ function checkShape (t: tap.Test, gate: Record<string | symbol, unknown>) {
   t.type(gate.reject, 'function')
   t.equal(gate[Symbol.for('fastify.display-name')], 'fastify-ws-gate')
   t.strictSame(gate[Symbol.for('plugin-meta')], { fastify: '5.x', name: 'fastify-ws-gate' })
-  t.strictSame(Object.keys(gate).sort(), ['accept', 'asgi', 'default', 'errors', 'fastifyWsGate', 'reject'])
+  t.strictSame(Object.keys(gate).sort(), ['HANDSHAKE_CHANNEL', 'accept', 'asgi', 'default', 'errors', 'fastifyWsGate', 'reject'])
 }
 
 t.test('require() of the source returns the plugin with its named exports', async (t) => {

@@ -54,8 +54,10 @@ export interface HandshakeOptions {
   face: HandshakeFace
   /** Caps on the responses the engine writes. */
   limits: DenialLimits
-  /** Where pending handshakes are kept (for load shedding and shutdown): added here, removed once settled. */
+  /** Where pending handshakes are kept (for shutdown): added here, removed once settled. */
   registry?: Set<Handshake>
+  /** Told of the outcome once, when the handshake settles (observability). */
+  report?: (state: HandshakeState, status: number | undefined) => void
 }
 
 export type HandshakeState = 'pending' | 'accepted' | 'denied' | 'failed' | 'timed-out' | 'shut-down' | 'gone'
@@ -116,6 +118,7 @@ export class Handshake {
   readonly #timeout: number
   readonly #limits: DenialLimits
   readonly #registry: Set<Handshake> | undefined
+  readonly #report: ((state: HandshakeState, status: number | undefined) => void) | undefined
   #state: HandshakeState = 'pending'
   #controller: AbortController | undefined
   #abortReason: Error | undefined
@@ -132,6 +135,7 @@ export class Handshake {
     this.#face = options.face
     this.#limits = options.limits
     this.#registry = options.registry
+    this.#report = options.report
     this.#registry?.add(this)
   }
 
@@ -193,13 +197,13 @@ export class Handshake {
     }
     const protocol = this.#checkProtocol(decision.protocol)
     const headers = toHeaderPairs(decision.headers, { asciiOnly: true })
-    this.#settle('accepted')
+    this.#settle('accepted', 101)
     this.#face.upgrade(protocol, headers)
   }
 
   /** Writes a prepared denial and closes the connection. */
   deny (denial: Denial): void {
-    this.#settle('denied')
+    this.#settle('denied', denial.status)
     this.#face.takeover()
     this.#log.debug({ statusCode: denial.status }, 'handshake rejected')
     writeDenial(this.#socket, denial, this.#log, this.#limits)
@@ -211,7 +215,7 @@ export class Handshake {
       this.#log.debug({ err, state: this.#state }, 'handshake handler failed after the handshake was settled')
       return
     }
-    this.#settle('failed')
+    this.#settle('failed', undefined)
     this.#face.error(err)
   }
 
@@ -225,7 +229,7 @@ export class Handshake {
 
   /** A programming error in the decision: the client gets a plain 500, the log gets the details, once. */
   invalid (err: unknown): void {
-    this.#settle('failed')
+    this.#settle('failed', 500)
     this.#face.takeover()
     this.#log.error({ err }, 'invalid handshake decision')
     sendError(this.#socket, INTERNAL_ERROR, [], this.#limits)
@@ -258,9 +262,10 @@ export class Handshake {
     }
   }
 
-  #settle (state: HandshakeState): void {
+  #settle (state: HandshakeState, status: number | undefined): void {
     this.#state = state
     this.#registry?.delete(this)
+    this.#report?.(state, status)
     if (!this.#watching) return
     this.#watching = false
     clearTimeout(this.#timer)
@@ -312,13 +317,13 @@ export class Handshake {
   }
 
   #unavailable (state: HandshakeState, err: Error & { statusCode: number, code: string }): void {
-    this.#abort(state, err)
+    this.#abort(state, err, 503)
     this.#face.takeover()
     sendError(this.#socket, err, [['Retry-After', String(RETRY_AFTER_SECONDS)]], this.#limits)
   }
 
-  #abort (state: HandshakeState, reason: Error): void {
-    this.#settle(state)
+  #abort (state: HandshakeState, reason: Error, status?: number): void {
+    this.#settle(state, status)
     this.#abortReason = reason
     this.#controller?.abort(reason)
     this.onAbandoned?.(reason)

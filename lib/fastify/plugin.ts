@@ -24,6 +24,7 @@ import {
 import { describe } from '../engine/denial.js'
 import { Handshake, RETRY_AFTER_SECONDS, type HandshakeFace } from '../engine/handshake.js'
 import type { OriginCheck } from '../engine/origin.js'
+import { publishShed, reporter } from './observe.js'
 import { checkTimeout, originsOption, settings } from './options.js'
 import { kDrivesEngine } from './driver.js'
 import { closeAfter, errorBody, guard, isStatusMessage, JSON_TYPE, sendError, type HeaderPairs } from '../engine/http.js'
@@ -162,6 +163,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     }
     if (inflight >= maxPendingHandshakes) {
       shed++
+      publishShed(req.url as string)
       fastify.log.debug({ statusCode: 503, pending: inflight }, 'upgrade shed: too many pending handshakes')
       sendError(socket, new FST_WS_GATE_OVERLOADED(maxPendingHandshakes), [['Retry-After', String(RETRY_AFTER_SECONDS)]], limits)
       return
@@ -280,7 +282,8 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       }
       if (handshake === undefined) return next.call(this, request, reply)
       const face = new FastifyFace(this, next, request, reply, release)
-      runHandshake(this, handshake, new Handshake(request.raw.socket, { protocols: offered, timeout, log: request.log, face, limits, registry: pending }), request)
+      const report = reporter(request.routeOptions.url as string, request.url)
+      runHandshake(this, handshake, new Handshake(request.raw.socket, { protocols: offered, timeout, log: request.log, face, limits, registry: pending, report }), request)
     } as RouteOptions['handler']
   })
 }
