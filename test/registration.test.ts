@@ -132,3 +132,16 @@ t.test('close removes the upgrade listener and gives Fastify its request listene
   t.equal(app.server.listenerCount('upgrade'), 0)
   t.strictSame(app.server.listeners('request'), [fastifyHandler])
 })
+
+t.test('@fastify/websocket\'s injectWS() still works on routes without a handshake (it does not pass the gate)', async (t) => {
+  const app = Fastify()
+  await app.register(fastifyWsGate)
+  let protocol: string | undefined
+  app.get('/open', { websocket: true }, (socket) => { protocol = socket.protocol })
+  await app.ready()
+  t.teardown(() => app.close())
+  const ws = await app.injectWS('/open', { headers: { 'sec-websocket-protocol': 'a, b' } })
+  t.equal(ws.readyState, ws.OPEN)
+  t.equal(protocol, 'a', 'the handler ran, with ws\'s own choice: the first offer')
+  ws.terminate()
+})

@@ -122,7 +122,7 @@ function streamDenial (
   pump(socket, body, length, maxBodySize).then(() => {
     socket.removeListener('end', onClose)
     socket.removeListener('close', onClose)
-    closeAfter(socket, chunked ? latin1('0\r\n\r\n') : undefined)
+    closeAfter(socket, chunked ? LAST_CHUNK : undefined)
   }, (err: Error) => {
     body.destroy()
     if (socket.destroyed) {
@@ -135,6 +135,9 @@ function streamDenial (
     log.error({ err: new FST_WS_GATE_BODY_STREAM_ERROR(err.message) }, 'denial body stream failed')
   })
 }
+
+const CRLF = Buffer.from('\r\n')
+const LAST_CHUNK = Buffer.from('0\r\n\r\n')
 
 // When the client leaves, onClose destroys the body, which ends this loop
 // with an error; so the loop itself never needs to look at the socket.
@@ -150,7 +153,7 @@ async function pump (socket: Duplex, body: Readable, length: number | undefined,
     if (length === undefined) {
       socket.write(latin1(`${bytes.length.toString(16)}\r\n`))
       socket.write(bytes)
-      flushed = socket.write(latin1('\r\n'))
+      flushed = socket.write(CRLF)
     } else {
       if (sent > length) throw new RangeError(`the body is longer than its Content-Length of ${length}`)
       flushed = socket.write(bytes)

@@ -20,7 +20,7 @@ import {
 } from '../errors.js'
 import { isAccept, isDecision } from './decision.js'
 import { describe, isStream, prepareDenial, writeDenial, type Denial } from './denial.js'
-import { sendError, toHeaderPairs, type DenialLimits, type HeaderPairs } from './http.js'
+import { RETRY_LATER, sendError, toHeaderPairs, type DenialLimits, type HeaderPairs } from './http.js'
 
 export interface HandshakeLogger {
   debug (obj: object, msg: string): void
@@ -61,9 +61,6 @@ export interface HandshakeOptions {
 }
 
 export type HandshakeState = 'pending' | 'accepted' | 'denied' | 'failed' | 'timed-out' | 'shut-down' | 'gone'
-
-/** Seconds a client should wait after a handshake timed out. */
-export const RETRY_AFTER_SECONDS = 5
 
 // A client must wait for the 101 before it sends frames (RFC 6455 §4.1); what
 // it sends early is kept for the WebSocket, up to this much.
@@ -319,7 +316,7 @@ export class Handshake {
   #unavailable (state: HandshakeState, err: Error & { statusCode: number, code: string }): void {
     this.#abort(state, err, 503)
     this.#face.takeover()
-    sendError(this.#socket, err, [['Retry-After', String(RETRY_AFTER_SECONDS)]], this.#limits)
+    sendError(this.#socket, err, RETRY_LATER, this.#limits)
   }
 
   #abort (state: HandshakeState, reason: Error, status?: number): void {

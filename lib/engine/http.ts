@@ -200,6 +200,9 @@ export function sendResponse (socket: Duplex, status: number, headers: HeaderPai
 
 export const JSON_TYPE = 'application/json; charset=utf-8'
 
+/** On every 503 the gate writes itself (timeout, shutdown, load shedding): seconds to wait. Never mutated. */
+export const RETRY_LATER: HeaderPairs = [['Retry-After', '5']]
+
 /** Fastify's error shape, so that a denial reads like any other Fastify error. */
 export function errorBody (status: number, message: string, code?: string): Buffer {
   const error = STATUS_CODES[status] ?? 'Error'

@@ -22,51 +22,56 @@ import {
   FST_WS_GATE_REGISTRATION, FST_WS_GATE_SHUTTING_DOWN
 } from '../errors.js'
 import { describe } from '../engine/denial.js'
-import { Handshake, RETRY_AFTER_SECONDS, type HandshakeFace } from '../engine/handshake.js'
+import { Handshake, type HandshakeFace } from '../engine/handshake.js'
 import type { OriginCheck } from '../engine/origin.js'
 import { publishShed, reporter } from './observe.js'
 import { checkTimeout, originsOption, settings } from './options.js'
 import { kDrivesEngine } from './driver.js'
-import { closeAfter, errorBody, guard, isStatusMessage, JSON_TYPE, sendError, type HeaderPairs } from '../engine/http.js'
+import { closeAfter, errorBody, guard, isStatusMessage, JSON_TYPE, RETRY_LATER, sendError, type HeaderPairs } from '../engine/http.js'
 import { checkUpgrade, isWebSocketUpgrade } from '../engine/request.js'
 import type { FastifyWsGateOptions, HandshakeHandler } from './types.js'
 
-// Set by our 'upgrade' listener on requests that passed the checks: the
-// subprotocols the client offered. Its presence marks a WebSocket upgrade.
-const kOffered = Symbol('fastify-ws-gate.offered')
-// Set when a handshake is accepted: what goes into the 101.
-const kAccepted = Symbol('fastify-ws-gate.accepted')
+// Set by our 'upgrade' listener on requests that passed the checks; its
+// presence marks a WebSocket upgrade. One object, one property on the request.
+const kUpgrade = Symbol('fastify-ws-gate.upgrade')
 // Set on the server once the gate is installed on it.
 const kInstalled = Symbol('fastify-ws-gate.installed')
-// While an upgrade counts against maxPendingHandshakes: its socket, and the
-// close listener that releases it.
-const kCounted = Symbol('fastify-ws-gate.counted')
-const kRelease = Symbol('fastify-ws-gate.release')
+
+// What the gate knows of one upgrade, from its checks to its answer.
+interface Upgrade {
+  /** The subprotocols the client offered. */
+  offered: string[]
+  /** While the upgrade counts against maxPendingHandshakes: its socket. */
+  counted: Duplex | undefined
+  /** The socket's close listener that releases it from the count. */
+  onClose: () => void
+  /** Set when the handshake is accepted: what goes into the 101. */
+  accepted: { protocol: string | undefined, headers: HeaderPairs } | undefined
+}
 
 type RequestListener = (req: IncomingMessage, res: ServerResponse) => void
 
 interface GateRequest extends IncomingMessage {
-  [kOffered]?: string[]
-  [kCounted]?: Duplex
-  [kRelease]?: () => void
-  [kAccepted]?: { protocol: string | undefined, headers: HeaderPairs }
+  [kUpgrade]?: Upgrade
 }
+
+const upgradeOf = (request: FastifyRequest): Upgrade | undefined => (request.raw as GateRequest)[kUpgrade]
 
 const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyWsGate (fastify, options) {
   const { handshakeTimeout, maxPendingHandshakes, limits, origins } = settings(options)
   const { websocket } = options
-  // Handshakes whose handler is running: for load shedding and shutdown.
+  // Handshakes whose handler is running: shutdown answers them.
   const pending = new Set<Handshake>()
   // Upgrades between our checks and their answer (in hooks, in the handler,
   // or being upgraded): what maxPendingHandshakes bounds. Each leaves the
   // count once, when its answer starts (a 101, a denial, a reply) or its
   // socket closes.
   let inflight = 0
-  const release = (req: GateRequest): void => {
-    const socket = req[kCounted]
+  const release = (upgrade: Upgrade): void => {
+    const socket = upgrade.counted
     if (socket === undefined) return
-    req[kCounted] = undefined
-    socket.removeListener('close', req[kRelease] as () => void)
+    upgrade.counted = undefined
+    socket.removeListener('close', upgrade.onClose)
     inflight--
   }
   let shed = 0
@@ -158,26 +163,25 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       return
     }
     if (closing) {
-      sendError(socket, new FST_WS_GATE_SHUTTING_DOWN(), [['Retry-After', String(RETRY_AFTER_SECONDS)]], limits)
+      sendError(socket, new FST_WS_GATE_SHUTTING_DOWN(), RETRY_LATER, limits)
       return
     }
     if (inflight >= maxPendingHandshakes) {
       shed++
       publishShed(req.url as string)
       fastify.log.debug({ statusCode: 503, pending: inflight }, 'upgrade shed: too many pending handshakes')
-      sendError(socket, new FST_WS_GATE_OVERLOADED(maxPendingHandshakes), [['Retry-After', String(RETRY_AFTER_SECONDS)]], limits)
+      sendError(socket, new FST_WS_GATE_OVERLOADED(maxPendingHandshakes), RETRY_LATER, limits)
       return
     }
-    req[kOffered] = checked
+    const upgrade: Upgrade = { offered: checked, counted: socket, onClose: () => release(upgrade), accepted: undefined }
+    req[kUpgrade] = upgrade
     inflight++
-    req[kCounted] = socket
-    req[kRelease] = () => release(req)
-    socket.once('close', req[kRelease])
+    socket.once('close', upgrade.onClose)
     relay.emit('upgrade', req, socket, head)
     // Fastify answered at once, without hooks (its own 503 once close() has
     // begun, before our preClose ran): nothing else will close the socket.
-    if (req[kCounted] !== undefined && (socket as Socket).bytesWritten > 0) {
-      release(req)
+    if (upgrade.counted !== undefined && (socket as Socket).bytesWritten > 0) {
+      release(upgrade)
       closeAfter(socket, undefined, limits.timeout)
     }
   }
@@ -187,13 +191,16 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   const wss = fastify.websocketServer
   const chooseProtocol = wss.options.handleProtocols
   wss.options.handleProtocols = (protocols: Set<string>, req: GateRequest) => {
-    const accepted = req[kAccepted]
+    const accepted = req[kUpgrade]?.accepted
     if (accepted !== undefined) return accepted.protocol ?? false
     return chooseProtocol != null ? chooseProtocol(protocols, req) : protocols.values().next().value as string
   }
   wss.on('headers', (lines: string[], req: GateRequest) => {
-    release(req)
-    const accepted = req[kAccepted]
+    // @fastify/websocket's injectWS() upgrades without passing our listener.
+    const upgrade = req[kUpgrade]
+    if (upgrade === undefined) return
+    release(upgrade)
+    const accepted = upgrade.accepted
     if (accepted !== undefined) for (const [name, value] of accepted.headers) lines.push(`${name}: ${value}`)
   })
 
@@ -202,11 +209,12 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   // must not be what a denial can never be: a 1xx (a bare 101 would tell the
   // client it connected), or a status message that would corrupt the head.
   fastify.addHook('onSend', (request, reply, payload, done) => {
-    if ((request.raw as GateRequest)[kOffered] === undefined) {
+    const upgrade = upgradeOf(request)
+    if (upgrade === undefined) {
       done(null, payload)
       return
     }
-    release(request.raw as GateRequest)
+    release(upgrade)
     // Like the engine's own denials, a reply must go out in denialTimeout.
     guard(request.raw.socket, limits.timeout)
     reply.header('connection', 'close')
@@ -227,7 +235,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   // The gate's own answer to an upgrade, outside the engine.
   function deny (request: FastifyRequest, reply: FastifyReply, err: Error & { statusCode: number, code: string }, extra: HeaderPairs = []): void {
     reply.hijack()
-    release(request.raw as GateRequest)
+    release(upgradeOf(request) as Upgrade)
     sendError(request.raw.socket, err, extra, limits)
   }
 
@@ -259,7 +267,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     const next = route.handler as RouteHandlerMethod
     if (!isWebSocket) {
       route.handler = function notWebSocket (this: FastifyInstance, request, reply) {
-        if ((request.raw as GateRequest)[kOffered] === undefined) return next.call(this, request, reply)
+        if (upgradeOf(request) === undefined) return next.call(this, request, reply)
         request.log.debug({ statusCode: 400 }, 'upgrade request to a route without a WebSocket handler')
         deny(request, reply, new FST_WS_GATE_NOT_WEBSOCKET_ROUTE(request.method, request.routeOptions.url))
       }
@@ -269,11 +277,11 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     if (handshake === undefined && originCheck === null) return
     const timeout = routeTimeout ?? handshakeTimeout
     route.handler = function gated (this: FastifyInstance, request, reply) {
-      const offered = (request.raw as GateRequest)[kOffered]
-      if (offered === undefined) return next.call(this, request, reply)
+      const upgrade = upgradeOf(request)
+      if (upgrade === undefined) return next.call(this, request, reply)
       // Upgrades still in hooks when close() began are answered like pending ones.
       if (closing) {
-        deny(request, reply, new FST_WS_GATE_SHUTTING_DOWN(), [['Retry-After', String(RETRY_AFTER_SECONDS)]])
+        deny(request, reply, new FST_WS_GATE_SHUTTING_DOWN(), RETRY_LATER)
         return
       }
       if (originCheck !== null && !allowOrigin(originCheck, request)) {
@@ -281,9 +289,9 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
         return
       }
       if (handshake === undefined) return next.call(this, request, reply)
-      const face = new FastifyFace(this, next, request, reply, release)
+      const face = new FastifyFace(this, next, request, reply, upgrade, release)
       const report = reporter(request.routeOptions.url as string, request.url)
-      runHandshake(this, handshake, new Handshake(request.raw.socket, { protocols: offered, timeout, log: request.log, face, limits, registry: pending, report }), request)
+      runHandshake(this, handshake, new Handshake(request.raw.socket, { protocols: upgrade.offered, timeout, log: request.log, face, limits, registry: pending, report }), request)
     } as RouteOptions['handler']
   })
 }
@@ -295,18 +303,23 @@ class FastifyFace implements HandshakeFace {
   readonly #next: RouteHandlerMethod
   readonly #request: FastifyRequest
   readonly #reply: FastifyReply
-  readonly #release: (req: GateRequest) => void
+  readonly #upgrade: Upgrade
+  readonly #release: (upgrade: Upgrade) => void
 
-  constructor (instance: FastifyInstance, next: RouteHandlerMethod, request: FastifyRequest, reply: FastifyReply, release: (req: GateRequest) => void) {
+  constructor (
+    instance: FastifyInstance, next: RouteHandlerMethod, request: FastifyRequest, reply: FastifyReply,
+    upgrade: Upgrade, release: (upgrade: Upgrade) => void
+  ) {
     this.#instance = instance
     this.#next = next
     this.#request = request
     this.#reply = reply
+    this.#upgrade = upgrade
     this.#release = release
   }
 
   upgrade (protocol: string | undefined, headers: HeaderPairs): void {
-    (this.#request.raw as GateRequest)[kAccepted] = { protocol, headers }
+    this.#upgrade.accepted = { protocol, headers }
     this.#request.log.debug({ protocol }, 'handshake accepted')
     this.#next.call(this.#instance, this.#request, this.#reply)
   }
@@ -317,7 +330,7 @@ class FastifyFace implements HandshakeFace {
 
   takeover (): void {
     this.#reply.hijack()
-    this.#release(this.#request.raw as GateRequest)
+    this.#release(this.#upgrade)
   }
 }
 
