@@ -12,6 +12,8 @@ export type {
 } from './engine/decision.js'
 export type { HandshakeContext } from './engine/handshake.js'
 export type { HeadersInput } from './engine/http.js'
+export type { RejectVia } from './engine/refusal.js'
+export type { InjectedAccept, InjectedDenial, InjectedHandshake, InjectHandshakeOptions } from './engine/inject.js'
 export type { FastifyWsGateOptions, HandshakeHandler, WsGateStats } from './fastify/types.js'
 export { HANDSHAKE_CHANNEL } from './fastify/observe.js'
 export type { HandshakeEvent } from './fastify/observe.js'

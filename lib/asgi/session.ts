@@ -19,6 +19,7 @@ import {
 import { accept, reject } from '../engine/decision.js'
 import type { Handshake, HandshakeLogger } from '../engine/handshake.js'
 import { allowsBody, checkStatus, toHeaderPairs, trimOWS, type HeaderPairs } from '../engine/http.js'
+import { toRefusal } from '../engine/refusal.js'
 import type {
   AsgiApp, AsgiHeaders, AsgiReceiveMessage, AsgiSendMessage, WebSocketDisconnectEvent, WebSocketScope
 } from './types.js'
@@ -121,7 +122,9 @@ export class AsgiSession {
         if (this.#ws === undefined) this.#gone()
         return
       case 'websocket.close':
-        this.#decide(() => { this.#gate.applyOrThrow(reject()) })
+        // A 403 with an empty body, as in the reference servers; as a close
+        // frame (rejectVia), 4403 with the message's reason.
+        this.#decide(() => { this.#gate.applyOrThrow(this.#gate.closeFrame ? reject(403, message.reason ?? '') : reject()) })
         this.#ended()
         return
       case 'websocket.http.response.start':
@@ -150,14 +153,20 @@ export class AsgiSession {
     const status = checkStatus(rawStatus)
     let headers = toHeaderPairs(asgiHeaders(rawHeaders), { allowLength: true })
     const length = declaredLength(headers)
-    // RFC 9110 §8.6: a 204 carries no Content-Length (a 304 may keep it).
-    if (status === 204) headers = headers.filter(([name]) => name.toLowerCase() !== 'content-length')
-    const body = allowsBody(status) ? new AsgiBody() : null
-    this.#gate.deny({ status, headers, body, length })
+    const closeFrame = this.#gate.closeFrame
+    const body = allowsBody(status) && !closeFrame ? new AsgiBody() : null
+    if (closeFrame) {
+      // rejectVia 'close-frame': 4000 + status; the body has nowhere to go.
+      this.#gate.refuse(toRefusal(status, '', headers, this.#gate.protocols))
+    } else {
+      // RFC 9110 §8.6: a 204 carries no Content-Length (a 304 may keep it).
+      if (status === 204) headers = headers.filter(([name]) => name.toLowerCase() !== 'content-length')
+      this.#gate.deny({ status, headers, body, length })
+    }
     this.#phase = 'response'
     if (body === null) {
-      // A 204/304 is complete at start: the client is told, and so is the app,
-      // which may still send its (discarded) body messages.
+      // A 204/304 (or a close frame) is complete at start: the client is told,
+      // and so is the app, which may still send its (discarded) body messages.
       this.#end({ type: 'websocket.disconnect', code: 1006 })
       return
     }

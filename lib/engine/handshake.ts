@@ -2,6 +2,8 @@
 //
 //   pending ──accept──▶ accepted   (the face writes the 101)
 //      │ ────deny────▶ denied     (we write the HTTP response and close)
+//      │ ───refuse───▶ refused    (rejectVia close-frame: the face writes the
+//      │                           101 and closes with 4000 + status)
 //      │ ────error───▶ failed     (the face reports the application's error)
 //      │ ──invalid───▶ failed     (we write 500 and log the programming error)
 //      │ ──timeout───▶ timed-out  (we write 503 + Retry-After; the signal aborts)
@@ -21,6 +23,7 @@ import {
 import { isAccept, isDecision } from './decision.js'
 import { describe, isStream, prepareDenial, writeDenial, type Denial } from './denial.js'
 import { RETRY_LATER, sendError, toHeaderPairs, type DenialLimits, type HeaderPairs } from './http.js'
+import { prepareRefusal, type Refusal } from './refusal.js'
 
 export interface HandshakeLogger {
   debug (obj: object, msg: string): void
@@ -32,6 +35,8 @@ export interface HandshakeLogger {
 export interface HandshakeFace {
   /** Writes the 101 and starts the connection (the face owns the WebSocket server). */
   upgrade (protocol: string | undefined, headers: HeaderPairs): void
+  /** Writes the refusal's 101 and closes the connection at once with its code; the application's connection handler never runs. */
+  refuse (refusal: Refusal): void
   /** The application failed before deciding. */
   error (err: unknown): void
   /** Called once, just before the engine writes a response of its own. */
@@ -54,13 +59,15 @@ export interface HandshakeOptions {
   face: HandshakeFace
   /** Caps on the responses the engine writes. */
   limits: DenialLimits
+  /** reject() decisions go out as a 101 and a close frame (rejectVia 'close-frame') instead of an HTTP response. */
+  closeFrame?: boolean
   /** Where pending handshakes are kept (for shutdown): added here, removed once settled. */
   registry?: Set<Handshake>
   /** Told of the outcome once, when the handshake settles (observability). */
   report?: (state: HandshakeState, status: number | undefined) => void
 }
 
-export type HandshakeState = 'pending' | 'accepted' | 'denied' | 'failed' | 'timed-out' | 'shut-down' | 'gone'
+export type HandshakeState = 'pending' | 'accepted' | 'denied' | 'refused' | 'failed' | 'timed-out' | 'shut-down' | 'gone'
 
 // A client must wait for the 101 before it sends frames (RFC 6455 §4.1); what
 // it sends early is kept for the WebSocket, up to this much.
@@ -114,6 +121,7 @@ export class Handshake {
   readonly #log: HandshakeLogger
   readonly #timeout: number
   readonly #limits: DenialLimits
+  readonly #closeFrame: boolean
   readonly #registry: Set<Handshake> | undefined
   readonly #report: ((state: HandshakeState, status: number | undefined) => void) | undefined
   #state: HandshakeState = 'pending'
@@ -131,6 +139,7 @@ export class Handshake {
     this.#log = options.log
     this.#face = options.face
     this.#limits = options.limits
+    this.#closeFrame = options.closeFrame === true
     this.#registry = options.registry
     this.#report = options.report
     this.#registry?.add(this)
@@ -189,7 +198,8 @@ export class Handshake {
   applyOrThrow (decision: unknown): void {
     if (!isDecision(decision)) throw new FST_WS_GATE_INVALID_DECISION(describe(decision))
     if (!isAccept(decision)) {
-      this.deny(prepareDenial(decision, this.#limits))
+      if (this.#closeFrame) this.refuse(prepareRefusal(decision, this.protocols, this.#limits))
+      else this.deny(prepareDenial(decision, this.#limits))
       return
     }
     const protocol = this.#checkProtocol(decision.protocol)
@@ -204,6 +214,18 @@ export class Handshake {
     this.#face.takeover()
     this.#log.debug({ statusCode: denial.status }, 'handshake rejected')
     writeDenial(this.#socket, denial, this.#log, this.#limits)
+  }
+
+  /** Whether reject() decisions go out as close frames (rejectVia), for faces that build refusals themselves. */
+  get closeFrame (): boolean {
+    return this.#closeFrame
+  }
+
+  /** Completes the handshake and closes at once with the refusal's code (rejectVia 'close-frame'). */
+  refuse (refusal: Refusal): void {
+    this.#settle('refused', refusal.status)
+    this.#log.debug({ statusCode: refusal.status, closeCode: refusal.code }, 'handshake rejected with a close frame')
+    this.#face.refuse(refusal)
   }
 
   /** The application failed before deciding: the face reports it. */
@@ -270,7 +292,7 @@ export class Handshake {
     socket.removeListener('end', this.#onGone)
     socket.removeListener('close', this.#onGone)
     socket.removeListener('error', this.#onGone)
-    if (state === 'accepted') {
+    if (state === 'accepted' || state === 'refused') {
       // Hand the stream over exactly as Node left it after 'upgrade': not
       // flowing, early bytes first, so the WebSocket reads them as frames.
       socket.pause()

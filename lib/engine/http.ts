@@ -92,10 +92,15 @@ function checkHeader (name: unknown, value: unknown, rules: HeaderRules): [strin
   if (!FIELD_VALUE.test(value)) {
     throw new FST_WS_GATE_INVALID_HEADER(name, 'the value contains CR, LF, NUL, another control character or a character above U+00FF')
   }
-  if (rules.asciiOnly === true && !ASCII_VALUE.test(value)) {
+  if (rules.asciiOnly === true) requireAscii(name, value)
+  return [name, value]
+}
+
+/** Throws unless a header value can go into a 101, which ws writes as UTF-8 (obs-text bytes would change). */
+export function requireAscii (name: string, value: string): void {
+  if (!ASCII_VALUE.test(value)) {
     throw new FST_WS_GATE_INVALID_HEADER(name, 'a 101 header value must be ASCII (ws writes the 101 as UTF-8, which would change obs-text bytes)')
   }
-  return [name, value]
 }
 
 /** Throws unless `status` may end a failed handshake: an integer from 200 to 599. */

@@ -24,6 +24,7 @@ export interface HandshakeEvent {
 const OUTCOMES: Record<Exclude<HandshakeState, 'pending'>, HandshakeEvent['outcome']> = {
   accepted: 'accepted',
   denied: 'rejected',
+  refused: 'rejected',
   'shut-down': 'rejected',
   failed: 'error',
   'timed-out': 'timeout',

@@ -3,6 +3,7 @@
 import { FST_WS_GATE_INVALID_OPTION } from '../errors.js'
 import type { DenialLimits } from '../engine/http.js'
 import { compileOrigins, type OriginCheck } from '../engine/origin.js'
+import { checkRejectVia, type RejectVia } from '../engine/refusal.js'
 import type { FastifyWsGateOptions } from './types.js'
 
 // setTimeout's limit: a longer delay fires at once.
@@ -13,6 +14,7 @@ export interface GateSettings {
   maxPendingHandshakes: number
   limits: DenialLimits
   origins: OriginCheck | null
+  rejectVia: RejectVia
 }
 
 /** Checks a millisecond count; returns what is wrong with it, or undefined. */
@@ -43,6 +45,7 @@ export function settings (options: FastifyWsGateOptions): GateSettings {
     denialMaxBodySize = 64 * 1024,
     denialTimeout = 10_000,
     allowedOrigins = '*',
+    rejectVia = 'http',
     websocket
   } = options
   const checks: Array<[string, string | undefined]> = [
@@ -61,6 +64,7 @@ export function settings (options: FastifyWsGateOptions): GateSettings {
     handshakeTimeout,
     maxPendingHandshakes,
     limits: { maxBodySize: denialMaxBodySize, timeout: denialTimeout },
-    origins: originsOption(allowedOrigins, (problem) => new FST_WS_GATE_INVALID_OPTION('allowedOrigins', problem))
+    origins: originsOption(allowedOrigins, (problem) => new FST_WS_GATE_INVALID_OPTION('allowedOrigins', problem)),
+    rejectVia: checkRejectVia(rejectVia, (problem) => new FST_WS_GATE_INVALID_OPTION('rejectVia', problem))
   }
 }

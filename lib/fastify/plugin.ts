@@ -16,6 +16,7 @@ import type {
   FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RouteHandlerMethod, RouteOptions
 } from 'fastify'
 import fp from 'fastify-plugin'
+import type { WebSocketServer } from 'ws'
 import {
   FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_INVALID_OPTION, FST_WS_GATE_INVALID_REPLY, FST_WS_GATE_INVALID_ROUTE_OPTION,
   FST_WS_GATE_NON_ERROR_THROWN, FST_WS_GATE_NOT_WEBSOCKET_ROUTE, FST_WS_GATE_ORIGIN_NOT_ALLOWED, FST_WS_GATE_OVERLOADED,
@@ -23,6 +24,8 @@ import {
 } from '../errors.js'
 import { describe } from '../engine/denial.js'
 import { Handshake, type HandshakeFace } from '../engine/handshake.js'
+import { checkRejectVia, closesWithFrame, type Refusal } from '../engine/refusal.js'
+import { injectUpgrade, type InjectHandshakeOptions } from '../engine/inject.js'
 import type { OriginCheck } from '../engine/origin.js'
 import { publishShed, reporter } from './observe.js'
 import { checkTimeout, originsOption, settings } from './options.js'
@@ -45,7 +48,9 @@ interface Upgrade {
   counted: Duplex | undefined
   /** The socket's close listener that releases it from the count. */
   onClose: () => void
-  /** Set when the handshake is accepted: what goes into the 101. */
+  /** What the client sent after its request head (ws reads it as frames). */
+  head: Buffer
+  /** Set when the handshake is accepted (or refused with a close frame): what goes into the 101. */
   accepted: { protocol: string | undefined, headers: HeaderPairs } | undefined
 }
 
@@ -58,7 +63,7 @@ interface GateRequest extends IncomingMessage {
 const upgradeOf = (request: FastifyRequest): Upgrade | undefined => (request.raw as GateRequest)[kUpgrade]
 
 const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyWsGate (fastify, options) {
-  const { handshakeTimeout, maxPendingHandshakes, limits, origins } = settings(options)
+  const { handshakeTimeout, maxPendingHandshakes, limits, origins, rejectVia } = settings(options)
   const { websocket } = options
   // Handshakes whose handler is running: shutdown answers them.
   const pending = new Set<Handshake>()
@@ -86,6 +91,10 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   fastify.decorate('wsGate', {
     get pending () { return inflight },
     get shed () { return shed }
+  })
+  fastify.decorate('injectHandshake', async function injectHandshake (this: FastifyInstance, url: string, options?: InjectHandshakeOptions) {
+    await this.ready()
+    return injectUpgrade(server, url, options)
   })
 
   // Shutdown, first of all: pending handshakes get 503 with Retry-After (their
@@ -173,7 +182,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       sendError(socket, new FST_WS_GATE_OVERLOADED(maxPendingHandshakes), RETRY_LATER, limits)
       return
     }
-    const upgrade: Upgrade = { offered: checked, counted: socket, onClose: () => release(upgrade), accepted: undefined }
+    const upgrade: Upgrade = { offered: checked, counted: socket, onClose: () => release(upgrade), head, accepted: undefined }
     req[kUpgrade] = upgrade
     inflight++
     socket.once('close', upgrade.onClose)
@@ -189,6 +198,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   // The 101 is written by ws; these two hooks make it carry what the route's
   // decision said. Requests without a decision keep ws's behaviour.
   const wss = fastify.websocketServer
+  const gate: GateParts = { release, wss }
   const chooseProtocol = wss.options.handleProtocols
   wss.options.handleProtocols = (protocols: Set<string>, req: GateRequest) => {
     const accepted = req[kUpgrade]?.accepted
@@ -242,7 +252,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   fastify.addHook('onRoute', (route) => {
     const methods = ([] as string[]).concat(route.method)
     const isWebSocket = route.websocket === true || typeof route.wsHandler === 'function'
-    const { handshake, handshakeTimeout: routeTimeout, allowedOrigins } = route
+    const { handshake, handshakeTimeout: routeTimeout, allowedOrigins, rejectVia: routeRejectVia } = route
     const where = `${methods.join(',')} ${route.url}`
     if (allowedOrigins !== undefined && !isWebSocket) {
       throw new FST_WS_GATE_INVALID_ROUTE_OPTION('allowedOrigins', where, 'needs websocket: true')
@@ -255,6 +265,10 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     }
     if ((handshake !== undefined || routeTimeout !== undefined) && !isWebSocket) {
       throw new FST_WS_GATE_INVALID_ROUTE_OPTION(handshake !== undefined ? 'handshake' : 'handshakeTimeout', where, 'needs websocket: true')
+    }
+    if (routeRejectVia !== undefined) {
+      if (handshake === undefined) throw new FST_WS_GATE_INVALID_ROUTE_OPTION('rejectVia', where, 'needs a handshake handler')
+      checkRejectVia(routeRejectVia, (problem) => new FST_WS_GATE_INVALID_ROUTE_OPTION('rejectVia', where, problem))
     }
     if (routeTimeout !== undefined) {
       const problem = checkTimeout(routeTimeout)
@@ -276,6 +290,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     // Without a handshake or an origin check, a WebSocket route is @fastify/websocket's own.
     if (handshake === undefined && originCheck === null) return
     const timeout = routeTimeout ?? handshakeTimeout
+    const via = routeRejectVia ?? rejectVia
     route.handler = function gated (this: FastifyInstance, request, reply) {
       const upgrade = upgradeOf(request)
       if (upgrade === undefined) return next.call(this, request, reply)
@@ -289,11 +304,18 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
         return
       }
       if (handshake === undefined) return next.call(this, request, reply)
-      const face = new FastifyFace(this, next, request, reply, upgrade, release)
+      const face = new FastifyFace(this, next, request, reply, upgrade, gate)
       const report = reporter(request.routeOptions.url as string, request.url)
-      runHandshake(this, handshake, new Handshake(request.raw.socket, { protocols: upgrade.offered, timeout, log: request.log, face, limits, registry: pending, report }), request)
+      const closeFrame = closesWithFrame(via, request.headers.origin)
+      runHandshake(this, handshake, new Handshake(request.raw.socket, { protocols: upgrade.offered, timeout, log: request.log, face, limits, registry: pending, report, closeFrame }), request)
     } as RouteOptions['handler']
   })
+}
+
+// What every FastifyFace needs of the plugin.
+interface GateParts {
+  release: (upgrade: Upgrade) => void
+  wss: WebSocketServer
 }
 
 // The engine's hooks into Fastify for one handshake. A class rather than an
@@ -304,18 +326,18 @@ class FastifyFace implements HandshakeFace {
   readonly #request: FastifyRequest
   readonly #reply: FastifyReply
   readonly #upgrade: Upgrade
-  readonly #release: (upgrade: Upgrade) => void
+  readonly #gate: GateParts
 
   constructor (
     instance: FastifyInstance, next: RouteHandlerMethod, request: FastifyRequest, reply: FastifyReply,
-    upgrade: Upgrade, release: (upgrade: Upgrade) => void
+    upgrade: Upgrade, gate: GateParts
   ) {
     this.#instance = instance
     this.#next = next
     this.#request = request
     this.#reply = reply
     this.#upgrade = upgrade
-    this.#release = release
+    this.#gate = gate
   }
 
   upgrade (protocol: string | undefined, headers: HeaderPairs): void {
@@ -324,13 +346,22 @@ class FastifyFace implements HandshakeFace {
     this.#next.call(this.#instance, this.#request, this.#reply)
   }
 
+  // The 101 goes out as for an accept, but straight from ws, so that the
+  // route's handler (behind @fastify/websocket's) never runs.
+  refuse ({ protocol, headers, code, reason }: Refusal): void {
+    this.#upgrade.accepted = { protocol, headers }
+    this.#reply.hijack()
+    const raw = this.#request.raw
+    this.#gate.wss.handleUpgrade(raw, raw.socket, this.#upgrade.head, (ws) => { ws.close(code, reason) })
+  }
+
   error (err: unknown): void {
     this.#reply.send(err instanceof Error ? err : new FST_WS_GATE_NON_ERROR_THROWN(describe(err)))
   }
 
   takeover (): void {
     this.#reply.hijack()
-    this.#release(this.#upgrade)
+    this.#gate.release(this.#upgrade)
   }
 }
 

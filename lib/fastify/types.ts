@@ -9,6 +9,8 @@ import type {
 import type { HandshakeDecision } from '../engine/decision.js'
 import type { HandshakeContext } from '../engine/handshake.js'
 import type { AllowedOrigins } from '../engine/origin.js'
+import type { RejectVia } from '../engine/refusal.js'
+import type { InjectedHandshake, InjectHandshakeOptions } from '../engine/inject.js'
 
 export interface FastifyWsGateOptions {
   /**
@@ -32,6 +34,15 @@ export interface FastifyWsGateOptions {
    * @default '*'
    */
   allowedOrigins?: AllowedOrigins
+  /**
+   * How reject() decisions reach the client. 'http': an HTTP response with
+   * the status, headers and body. 'close-frame': a 101, then at once a close
+   * frame with code 4000 + status and the reason, which browsers (which hide
+   * a failed handshake's status) do show the page. 'auto': close-frame for
+   * requests with an Origin header (browsers), HTTP for the rest.
+   * @default 'http'
+   */
+  rejectVia?: RejectVia
   /** Bytes a denial body may have; a larger one is a 500, a stream is cut off. @default 65536 */
   denialMaxBodySize?: number
   /** Milliseconds a denial may take to go out (stream and flush); then the socket is destroyed. 0 for no limit. @default 10000 */
@@ -81,6 +92,8 @@ declare module 'fastify' {
     handshakeTimeout?: number
     /** Overrides the plugin's allowedOrigins for this WebSocket route (fastify-ws-gate). */
     allowedOrigins?: AllowedOrigins
+    /** Overrides the plugin's rejectVia for this route's handshake (fastify-ws-gate). */
+    rejectVia?: RejectVia
   }
 
   interface FastifyInstance<
@@ -97,5 +110,12 @@ declare module 'fastify' {
   > {
     /** fastify-ws-gate's counters. */
     wsGate: WsGateStats
+    /**
+     * Runs a WebSocket handshake without a network, through the same path as
+     * a real upgrade (Node's parser, the gate's checks, hooks, validation,
+     * `handshake`, the error handler), with a real `ws` client on an
+     * in-memory connection (fastify-ws-gate).
+     */
+    injectHandshake (url: string, options?: InjectHandshakeOptions): Promise<InjectedHandshake>
   }
 }

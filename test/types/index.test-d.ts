@@ -3,7 +3,7 @@
 import Fastify, { type FastifyRequest } from 'fastify'
 import fastifyWsGate, {
   accept, asgi, reject, type AcceptDecision, type AsgiApp, type AsgiReceiveMessage, type HandshakeContext,
-  type HandshakeDecision, type HandshakeHandler, type RejectDecision, type WebSocketScope
+  type HandshakeDecision, type HandshakeHandler, type InjectedHandshake, type RejectDecision, type RejectVia, type WebSocketScope
 } from '../../lib/index.js'
 
 const app = Fastify()
@@ -128,3 +128,28 @@ app.get('/live-issue/*', asgi(async (scope, receive, send) => {
     await send({ type: 'websocket.send', text: `echo: ${m.text ?? m.bytes?.length}` })
   }
 }))
+
+// rejectVia, at the plugin and on a route.
+app.register(fastifyWsGate, { rejectVia: 'auto' })
+// @ts-expect-error rejectVia is 'http', 'close-frame' or 'auto'
+app.register(fastifyWsGate, { rejectVia: 'frame' })
+app.get('/frames', { websocket: true, rejectVia: 'close-frame', handshake: () => reject(401) }, () => {})
+const via: RejectVia = 'http'
+
+// injectHandshake: the outcome narrows on `accepted`.
+async function injected (): Promise<void> {
+  const res: InjectedHandshake = await app.injectHandshake('/rooms/lobby', { query: { token: 'x', tags: ['a', 'b'] }, protocols: ['chat'], headers: { origin: 'https://a.example' } })
+  if (res.accepted) {
+    const protocol: string = res.protocol
+    res.socket.send(protocol)
+    // @ts-expect-error an accepted handshake has no status code
+    console.log(res.statusCode)
+  } else {
+    const status: number = res.statusCode
+    const body: { message: string } = res.json<{ message: string }>()
+    console.log(status, body, res.body.length)
+  }
+  // @ts-expect-error the query's values are strings
+  await app.injectHandshake('/x', { query: { n: 1 } })
+}
+console.log(via, injected)
