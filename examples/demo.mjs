@@ -1,7 +1,12 @@
 // The demo behind `npm start`: a chat server whose rooms are gated by a token.
-// Good token: accepted (with the chat.v2 subprotocol when offered).
+// Good token: accepted (with the chat.v2 or chat.v1 subprotocol when offered).
 // Bad token: 401 with WWW-Authenticate. Unknown room: 404. Room "slow": the
 // decision never comes, so the client gets 503 with Retry-After after 3 s.
+//
+// The same rooms twice: /rooms/:room refuses with rejectVia 'auto' (a close
+// frame 4401, 4404 for browsers, which send an Origin; HTTP for ws and curl),
+// /http/rooms/:room always with HTTP. The page at / tries both in a browser.
+import { readFile } from 'node:fs/promises'
 import Fastify from 'fastify'
 import fastifyWsGate, { accept, reject } from 'fastify-ws-gate'
 
@@ -13,27 +18,28 @@ const rooms = new Map([['lobby', new Set()], ['dev', new Set()], ['slow', new Se
 const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'warn' } })
 await app.register(fastifyWsGate, { handshakeTimeout: 3000 })
 
-app.get('/rooms/:room', {
-  websocket: true,
-  schema: {
-    querystring: { type: 'object', properties: { token: { type: 'string' } } }
-  },
-  handshake: async (request, { protocols, signal }) => {
-    if (request.query.token !== TOKEN) {
-      return reject(401, 'Invalid token', { headers: { 'WWW-Authenticate': 'Bearer realm="demo"' } })
-    }
-    const { room } = request.params
-    if (!rooms.has(room)) return reject(404, `No such room: ${room}`)
-    if (room === 'slow') {
-      // A lookup that never finishes; the signal tells us when to give up.
-      await new Promise((resolve) => signal.addEventListener('abort', resolve))
-    }
-    return accept({
-      protocol: protocols.includes('chat.v2') ? 'chat.v2' : undefined,
-      headers: { 'Set-Cookie': `room=${room}; Path=/; HttpOnly` }
-    })
+// Prefers chat.v2; a client that offered subprotocols gets one it offered.
+function chooseProtocol (protocols) {
+  return ['chat.v2', 'chat.v1'].find((protocol) => protocols.includes(protocol))
+}
+
+async function handshake (request, { protocols, signal }) {
+  if (request.query.token !== TOKEN) {
+    return reject(401, 'Invalid token', { headers: { 'WWW-Authenticate': 'Bearer realm="demo"' } })
   }
-}, (socket, request) => {
+  const { room } = request.params
+  if (!rooms.has(room)) return reject(404, `No such room: ${room}`)
+  if (room === 'slow') {
+    // A lookup that never finishes; the signal tells us when to give up.
+    await new Promise((resolve) => signal.addEventListener('abort', resolve))
+  }
+  return accept({
+    protocol: chooseProtocol(protocols),
+    headers: { 'Set-Cookie': `room=${room}; Path=/; HttpOnly` }
+  })
+}
+
+function chat (socket, request) {
   const members = rooms.get(request.params.room)
   members.add(socket)
   socket.send(`welcome to ${request.params.room} (${members.size} here, protocol: ${socket.protocol || 'none'})`)
@@ -41,16 +47,26 @@ app.get('/rooms/:room', {
     for (const peer of members) peer.send(String(data))
   })
   socket.on('close', () => members.delete(socket))
-})
+}
+
+const schema = { querystring: { type: 'object', properties: { token: { type: 'string' } } } }
+app.get('/rooms/:room', { websocket: true, schema, handshake, rejectVia: 'auto' }, chat)
+app.get('/http/rooms/:room', { websocket: true, schema, handshake, rejectVia: 'http' }, chat)
+
+// The page: one static file, read on each request (no static-file plugin needed).
+const page = new URL('./demo/index.html', import.meta.url)
+app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(await readFile(page)))
 
 await app.listen({ port, host })
 
 const base = `${host}:${app.server.address().port}`
-const curl = (path) => `curl -i -N --max-time 5 -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' 'http://${base}${path}'`
+const curl = (path, extra = '') => `curl -i -N --max-time 5 -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' ${extra}'http://${base}${path}'`
 const ws = (path) => `node examples/client.mjs 'ws://${base}${path}' chat.v2`
 
 console.log(`
 fastify-ws-gate demo on ws://${base}/rooms/:room  (rooms: lobby, dev, slow; token: ${TOKEN})
+
+In a browser: http://${base}/  (pick a token, a room, a subprotocol, close frame or HTTP)
 
 Paste any of these in another terminal, from this folder:
 
@@ -65,6 +81,10 @@ The raw bytes, with curl:
   401:  ${curl('/rooms/lobby?token=wrong')}
   404:  ${curl('/rooms/kitchen?token=secret')}
   503:  ${curl('/rooms/slow?token=secret')}
+
+As a browser (with an Origin header), a refusal is a 101 then a close frame, code 4401:
+
+  ${curl('/rooms/lobby?token=wrong', `-H 'Origin: http://${base}' `)}
 
 Ctrl+C to stop.
 `)

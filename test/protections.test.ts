@@ -2,12 +2,12 @@
 // WebSocket hijacking protection (allowedOrigins), graceful shutdown, and the
 // limits on denials (body size, time to go out).
 import { once } from 'node:events'
-import { connect } from 'node:net'
+import { connect, type AddressInfo } from 'node:net'
 import { Readable } from 'node:stream'
 import Fastify from 'fastify'
 import t from 'tap'
 import fastifyWsGate, { accept, reject, type HandshakeDecision } from '../lib/index.js'
-import { connectWs, denied, eventually, opened, parseRaw, rawExchange, start, upgradeAndWait, upgradeRequest, wait } from './helpers.js'
+import { collect, connectWs, denied, eventually, opened, parseRaw, rawExchange, start, upgradeAndWait, upgradeRequest, wait } from './helpers.js'
 
 // A client that reads the response head, then stops reading for 400 ms, then
 // reads on until the server closes: how many bytes it got in all.
@@ -300,4 +300,20 @@ t.test('an upgrade during a preClose hook that runs before the gate\'s is answer
   await app.close()
   t.equal(parseRaw(seen?.text as string).statusLine, 'HTTP/1.1 503 Service Unavailable', 'Fastify\'s own answer while closing')
   t.equal(seen?.closed, true, 'the server closed the connection')
+})
+
+t.test('shutdown cuts off a client that does not answer close code 1001, after a 2 s grace', async (t) => {
+  const app = Fastify()
+  await app.register(fastifyWsGate)
+  app.get('/ws', { websocket: true, handshake: () => accept() }, () => {})
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as AddressInfo
+  // A raw client: it reads the 101 and then never answers anything.
+  const { socket, first } = await upgradeAndWait(port, '/ws')
+  t.match(first.toString('latin1'), /^HTTP\/1\.1 101 Switching Protocols\r\n/)
+  const gone = collect(socket, null, 5000)
+  await app.close()
+  const { bytes, closed } = await gone
+  t.equal(closed, true, 'the server hung up, and close() resolved')
+  t.equal(bytes.toString('latin1'), '\x88\x16\x03\xe9Server shutting down', 'after the 1001 close frame')
 })

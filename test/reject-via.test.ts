@@ -12,7 +12,7 @@ import fastifyWsGate, {
 } from '../lib/index.js'
 import { truncateUtf8 } from '../lib/engine/refusal.js'
 import {
-  ACCEPT, collect, connectWs, denied, eventually, logsAbove, opened, parseRaw, rawExchange, stableHead, start, upgradeRequest
+  ACCEPT, collect, connectWs, denied, eventually, logsAbove, opened, parseRaw, rawExchange, stableHead, start, upgradeAndWait, upgradeRequest
 } from './helpers.js'
 
 // A route whose handshake returns what `decide` says for the request; counts
@@ -277,4 +277,14 @@ t.test('asgi(): a close before accept is 4403 with its reason; a denial response
   t.equal(http.statusLine, 'HTTP/1.1 403 Forbidden')
   t.strictSame(stableHead(http.headerLines), ['Content-Length: 0', 'Date: <date>', 'Connection: close'])
   t.equal(http.body, '')
+})
+
+t.test('a client that never answers the close frame is cut off after denialTimeout', async (t) => {
+  const { port, app } = await serve(t, () => reject(401, 'Invalid token'), { rejectVia: 'close-frame', denialTimeout: 200 })
+  const { socket, first } = await upgradeAndWait(port, '/ws')
+  const { bytes, closed } = await collect(socket, null, 3000)
+  const all = Buffer.concat([first, bytes]).toString('latin1')
+  t.equal(all.slice(all.indexOf('\r\n\r\n') + 4), '\x88\x0f\x11\x31Invalid token')
+  t.equal(closed, true)
+  t.equal(await eventually(() => app.websocketServer.clients.size === 0), true, 'and ws let go of it')
 })

@@ -21,7 +21,7 @@ export async function build ({ logger = false } = {}) {
   })
   const duration = new Histogram({
     name: 'ws_handshake_duration_seconds',
-    help: 'Time from the handshake handler\'s start to its outcome',
+    help: 'Time from the upgrade\'s arrival to its outcome',
     labelNames: ['outcome', 'route'],
     buckets: [0.001, 0.005, 0.025, 0.1, 0.5, 2.5, 10],
     registers: [registry]

@@ -7,6 +7,7 @@
 import type { EventEmitter } from 'node:events'
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import { Duplex } from 'node:stream'
+import { MessageChannel } from 'node:worker_threads'
 import WebSocket from 'ws'
 
 export interface InjectHandshakeOptions {
@@ -47,8 +48,11 @@ export function injectUpgrade (server: EventEmitter, url: string, options: Injec
   const [serverEnd, clientEnd] = connectionPair(options.remoteAddress ?? '127.0.0.1')
   server.emit('connection', serverEnd)
   // Nothing in memory keeps the process alive, and the engine's timers do not
-  // (a server's listening socket does that): this does, until the outcome.
-  const alive = setInterval(noop, 60_000)
+  // (a server's listening socket does that): an open message port does, until
+  // the outcome.
+  const alive = new MessageChannel()
+  alive.port1.ref()
+  alive.port1.start()
   return new Promise<InjectedHandshake>((resolve, reject) => {
     const socket = new WebSocket(withQuery(`ws://localhost${url.startsWith('/') ? '' : '/'}${url}`, options.query), options.protocols ?? [], {
       headers: options.headers,
@@ -71,10 +75,8 @@ export function injectUpgrade (server: EventEmitter, url: string, options: Injec
       response.on('error', reject)
     })
     socket.on('error', reject)
-  }).finally(() => { clearInterval(alive) })
+  }).finally(() => { alive.port1.close() })
 }
-
-function noop (): void {}
 
 function withQuery (url: string, query: InjectHandshakeOptions['query']): string {
   if (query === undefined) return url

@@ -11,17 +11,18 @@ const channel = diagnostics.channel(HANDSHAKE_CHANNEL)
 /** What is published on `fastify-ws-gate:handshake`. */
 export interface HandshakeEvent {
   outcome: 'accepted' | 'rejected' | 'timeout' | 'aborted' | 'error' | 'shed'
-  /** The route's URL pattern (`/rooms/:room`); null for a shed upgrade, which is never routed. */
+  /** The route's URL pattern (`/rooms/:room`); null for an upgrade answered before routing (malformed, shed, during shutdown), or whose route the gate never saw (replied to by a hook, or left in hooks). */
   route: string | null
   /** The request URL as sent. */
   url: string
   /** The status written (101 for accepted), or null: a client that left, or an error answered by the app's error handler. */
   status: number | null
-  /** Milliseconds from the handshake handler's start to the outcome (0 for shed). */
+  /** Milliseconds from the upgrade's arrival at the gate to its outcome (0 for those answered at arrival). */
   duration: number
 }
 
-const OUTCOMES: Record<Exclude<HandshakeState, 'pending'>, HandshakeEvent['outcome']> = {
+/** The engine's final states, as outcomes. */
+export const OUTCOMES: Record<Exclude<HandshakeState, 'pending'>, HandshakeEvent['outcome']> = {
   accepted: 'accepted',
   denied: 'rejected',
   refused: 'rejected',
@@ -31,21 +32,31 @@ const OUTCOMES: Record<Exclude<HandshakeState, 'pending'>, HandshakeEvent['outco
   gone: 'aborted'
 }
 
-/** The engine's report hook for one handshake, or undefined when nobody listens. */
-export function reporter (route: string, url: string): ((state: HandshakeState, status: number | undefined) => void) | undefined {
-  if (!channel.hasSubscribers) return undefined
-  const started = performance.now()
-  return (state, status) => {
-    channel.publish({
-      outcome: OUTCOMES[state as Exclude<HandshakeState, 'pending'>],
-      route,
-      url,
-      status: status ?? null,
-      duration: performance.now() - started
-    } satisfies HandshakeEvent)
-  }
+/** What the gate knows of an upgrade for its event: once published, never again. */
+export interface Reported {
+  /** The route's URL pattern, once routed to a gated route. */
+  route: string | null
+  url: string
+  /** performance.now() when the upgrade reached the gate. */
+  started: number
+  reported: boolean
 }
 
-export function publishShed (url: string): void {
-  if (channel.hasSubscribers) channel.publish({ outcome: 'shed', route: null, url, status: 503, duration: 0 } satisfies HandshakeEvent)
+export const now = (): number => performance.now()
+
+export function subscribed (): boolean {
+  return channel.hasSubscribers
+}
+
+/** Publishes the upgrade's outcome, the first time only. */
+export function publish (upgrade: Reported, outcome: HandshakeEvent['outcome'], status: number | null): void {
+  if (upgrade.reported) return
+  upgrade.reported = true
+  if (!channel.hasSubscribers) return
+  channel.publish({ outcome, route: upgrade.route, url: upgrade.url, status, duration: performance.now() - upgrade.started } satisfies HandshakeEvent)
+}
+
+/** An upgrade answered before it had state of its own (malformed, shed, arriving during shutdown). */
+export function publishEarly (url: string, outcome: HandshakeEvent['outcome'], status: number): void {
+  if (channel.hasSubscribers) channel.publish({ outcome, route: null, url, status, duration: 0 } satisfies HandshakeEvent)
 }

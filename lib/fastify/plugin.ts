@@ -23,14 +23,14 @@ import {
   FST_WS_GATE_REGISTRATION, FST_WS_GATE_SHUTTING_DOWN
 } from '../errors.js'
 import { describe } from '../engine/denial.js'
-import { Handshake, type HandshakeFace } from '../engine/handshake.js'
+import { Handshake, type HandshakeFace, type HandshakeState } from '../engine/handshake.js'
 import { checkRejectVia, closesWithFrame, type Refusal } from '../engine/refusal.js'
 import { injectUpgrade, type InjectHandshakeOptions } from '../engine/inject.js'
 import type { OriginCheck } from '../engine/origin.js'
-import { publishShed, reporter } from './observe.js'
+import { now, OUTCOMES, publish, publishEarly, subscribed, type Reported } from './observe.js'
 import { checkTimeout, originsOption, settings } from './options.js'
 import { kDrivesEngine } from './driver.js'
-import { closeAfter, errorBody, guard, isStatusMessage, JSON_TYPE, RETRY_LATER, sendError, type HeaderPairs } from '../engine/http.js'
+import { closeAfter, errorBody, guard, isStatusMessage, JSON_TYPE, RETRY_LATER, sendError, type DenialLimits, type HeaderPairs } from '../engine/http.js'
 import { checkUpgrade, isWebSocketUpgrade } from '../engine/request.js'
 import type { FastifyWsGateOptions, HandshakeHandler } from './types.js'
 
@@ -39,9 +39,11 @@ import type { FastifyWsGateOptions, HandshakeHandler } from './types.js'
 const kUpgrade = Symbol('fastify-ws-gate.upgrade')
 // Set on the server once the gate is installed on it.
 const kInstalled = Symbol('fastify-ws-gate.installed')
+// How long app.close() waits for a client to answer close code 1001.
+const CLOSE_GRACE = 2000
 
 // What the gate knows of one upgrade, from its checks to its answer.
-interface Upgrade {
+interface Upgrade extends Reported {
   /** The subprotocols the client offered. */
   offered: string[]
   /** While the upgrade counts against maxPendingHandshakes: its socket. */
@@ -130,8 +132,14 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   async function closeConnections (this: FastifyInstance): Promise<void> {
     const wss = this.websocketServer
     // Without clientTracking ws keeps no list; there is nothing to close here then.
+    // A client that does not answer the close frame is cut off after a grace
+    // period (ws alone would wait 30 s, longer than Fastify waits for preClose).
     const closed = [...(wss.clients ?? [])].map((client) => new Promise((resolve) => {
-      client.once('close', resolve)
+      const timer = setTimeout(() => client.terminate(), CLOSE_GRACE)
+      client.once('close', () => {
+        clearTimeout(timer)
+        resolve(undefined)
+      })
       client.close(1001, 'Server shutting down')
     }))
     await Promise.all(closed)
@@ -168,21 +176,37 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     const checked = checkUpgrade(req)
     if (!Array.isArray(checked)) {
       fastify.log.debug({ statusCode: checked.error.statusCode, reason: checked.error.message }, 'malformed WebSocket upgrade request')
+      publishEarly(req.url as string, 'rejected', checked.error.statusCode)
       sendError(socket, checked.error, checked.headers, limits)
       return
     }
     if (closing) {
+      publishEarly(req.url as string, 'rejected', 503)
       sendError(socket, new FST_WS_GATE_SHUTTING_DOWN(), RETRY_LATER, limits)
       return
     }
     if (inflight >= maxPendingHandshakes) {
       shed++
-      publishShed(req.url as string)
+      publishEarly(req.url as string, 'shed', 503)
       fastify.log.debug({ statusCode: 503, pending: inflight }, 'upgrade shed: too many pending handshakes')
       sendError(socket, new FST_WS_GATE_OVERLOADED(maxPendingHandshakes), RETRY_LATER, limits)
       return
     }
-    const upgrade: Upgrade = { offered: checked, counted: socket, onClose: () => release(upgrade), head, accepted: undefined }
+    const upgrade: Upgrade = {
+      offered: checked,
+      counted: socket,
+      // A client that leaves before any answer (in hooks, or while its handshake is pending).
+      onClose: () => {
+        release(upgrade)
+        publish(upgrade, 'aborted', null)
+      },
+      head,
+      accepted: undefined,
+      route: null,
+      url: req.url as string,
+      started: now(),
+      reported: false
+    }
     req[kUpgrade] = upgrade
     inflight++
     socket.once('close', upgrade.onClose)
@@ -191,6 +215,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     // begun, before our preClose ran): nothing else will close the socket.
     if (upgrade.counted !== undefined && (socket as Socket).bytesWritten > 0) {
       release(upgrade)
+      publish(upgrade, 'rejected', 503)
       closeAfter(socket, undefined, limits.timeout)
     }
   }
@@ -198,7 +223,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   // The 101 is written by ws; these two hooks make it carry what the route's
   // decision said. Requests without a decision keep ws's behaviour.
   const wss = fastify.websocketServer
-  const gate: GateParts = { release, wss }
+  const gate: GateParts = { release, wss, limits }
   const chooseProtocol = wss.options.handleProtocols
   wss.options.handleProtocols = (protocols: Set<string>, req: GateRequest) => {
     const accepted = req[kUpgrade]?.accepted
@@ -210,6 +235,8 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     const upgrade = req[kUpgrade]
     if (upgrade === undefined) return
     release(upgrade)
+    // A route without handshake: its 101 is its outcome (the engine reported the others).
+    publish(upgrade, 'accepted', 101)
     const accepted = upgrade.accepted
     if (accepted !== undefined) for (const [name, value] of accepted.headers) lines.push(`${name}: ${value}`)
   })
@@ -233,19 +260,26 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       request.log.error({ err: new FST_WS_GATE_INVALID_REPLY(`status message ${JSON.stringify(statusMessage)}`) }, 'invalid reply to an upgrade request')
       reply.raw.statusMessage = ''
     }
+    upgrade.route ??= request.routeOptions.url ?? null
     if (reply.statusCode < 200) {
       request.log.error({ err: new FST_WS_GATE_INVALID_REPLY(`status ${reply.statusCode}`) }, 'invalid reply to an upgrade request')
       reply.code(500).type(JSON_TYPE)
+      publish(upgrade, 'error', 500)
       done(null, errorBody(500, 'Internal Server Error'))
       return
     }
+    // A hook's reply, or the 404 handler's (a failed handshake handler was reported by the engine).
+    publish(upgrade, 'rejected', reply.statusCode)
     done(null, payload)
   })
 
   // The gate's own answer to an upgrade, outside the engine.
   function deny (request: FastifyRequest, reply: FastifyReply, err: Error & { statusCode: number, code: string }, extra: HeaderPairs = []): void {
     reply.hijack()
-    release(upgradeOf(request) as Upgrade)
+    const upgrade = upgradeOf(request) as Upgrade
+    release(upgrade)
+    upgrade.route = request.routeOptions.url as string
+    publish(upgrade, 'rejected', err.statusCode)
     sendError(request.raw.socket, err, extra, limits)
   }
 
@@ -305,7 +339,8 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       }
       if (handshake === undefined) return next.call(this, request, reply)
       const face = new FastifyFace(this, next, request, reply, upgrade, gate)
-      const report = reporter(request.routeOptions.url as string, request.url)
+      upgrade.route = request.routeOptions.url as string
+      const report = subscribed() ? (state: HandshakeState, status: number | undefined) => { publish(upgrade, OUTCOMES[state as Exclude<HandshakeState, 'pending'>], status ?? null) } : undefined
       const closeFrame = closesWithFrame(via, request.headers.origin)
       runHandshake(this, handshake, new Handshake(request.raw.socket, { protocols: upgrade.offered, timeout, log: request.log, face, limits, registry: pending, report, closeFrame }), request)
     } as RouteOptions['handler']
@@ -316,6 +351,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
 interface GateParts {
   release: (upgrade: Upgrade) => void
   wss: WebSocketServer
+  limits: DenialLimits
 }
 
 // The engine's hooks into Fastify for one handshake. A class rather than an
@@ -352,7 +388,12 @@ class FastifyFace implements HandshakeFace {
     this.#upgrade.accepted = { protocol, headers }
     this.#reply.hijack()
     const raw = this.#request.raw
-    this.#gate.wss.handleUpgrade(raw, raw.socket, this.#upgrade.head, (ws) => { ws.close(code, reason) })
+    this.#gate.wss.handleUpgrade(raw, raw.socket, this.#upgrade.head, (ws) => {
+      ws.close(code, reason)
+      // Like a denial, a refusal must be over within denialTimeout, even with
+      // a client that never answers the close frame.
+      guard(raw.socket, this.#gate.limits.timeout)
+    })
   }
 
   error (err: unknown): void {
