@@ -85,7 +85,7 @@ t.test('denied: status, headers, body and json(), from the handshake, a hook, va
     app.get('/private/ws', route, () => {})
     app.get('/plain', () => 'not a websocket')
   })
-  const rejected = denial(await app.injectHandshake('/ws', { query: 'n=2' }))
+  const rejected = denial(await app.injectHandshake('/ws?n=2', { query: 'extra=1' }))
   t.equal(rejected.statusCode, 401)
   t.equal(rejected.headers['www-authenticate'], 'Bearer')
   t.equal(rejected.headers.connection, 'close')

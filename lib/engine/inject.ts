@@ -95,28 +95,23 @@ function withQuery (url: string, query: InjectHandshakeOptions['query']): string
 }
 
 // One end of an in-memory connection: what is written to it is read from its
-// peer, with backpressure (a write waits until the peer's reader wants more).
-// Like TCP, it delivers on a later turn of the event loop, never inside the
-// writer's call or its microtasks: a client's send() must not run the
+// peer. Like TCP, it delivers on a later turn of the event loop, never inside
+// the writer's call or its microtasks: a client's send() must not run the
 // server's handler before it returns, nor a close complete before the caller
-// of injectHandshake() can listen for it.
+// of injectHandshake() can listen for it. There is no backpressure: both
+// readers (ws, Node's HTTP parser) read as data comes, and it is for tests.
 class ConnectionEnd extends Duplex {
   peer!: ConnectionEnd
   remoteAddress: string | undefined
   bytesWritten = 0
-  #resumeWriter: (() => void) | undefined
 
-  override _read (): void {
-    const resume = this.peer.#resumeWriter
-    this.peer.#resumeWriter = undefined
-    resume?.()
-  }
+  override _read (): void {}
 
   override _write (chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
     this.bytesWritten += chunk.length
     setImmediate(() => {
-      if (this.peer.push(chunk)) callback()
-      else this.#resumeWriter = callback
+      this.peer.push(chunk)
+      callback()
     })
   }
 
