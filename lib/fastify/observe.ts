@@ -22,7 +22,7 @@ export interface HandshakeEvent {
 }
 
 /** The engine's final states, as outcomes. */
-export const OUTCOMES: Record<Exclude<HandshakeState, 'pending'>, HandshakeEvent['outcome']> = {
+const OUTCOMES: Record<Exclude<HandshakeState, 'pending'>, HandshakeEvent['outcome']> = {
   accepted: 'accepted',
   denied: 'rejected',
   refused: 'rejected',
@@ -42,10 +42,15 @@ export interface Reported {
   reported: boolean
 }
 
-export const now = (): number => performance.now()
+/** When an upgrade reached the gate, for its duration (taken even while nobody subscribes: one may subscribe before it ends). */
+export function started (): number {
+  return performance.now()
+}
 
-export function subscribed (): boolean {
-  return channel.hasSubscribers
+/** The engine's report hook for an upgrade's handshake, or undefined when nobody listens. */
+export function reporter (upgrade: Reported): ((state: HandshakeState, status: number | undefined) => void) | undefined {
+  if (!channel.hasSubscribers) return undefined
+  return (state, status) => { publish(upgrade, OUTCOMES[state as Exclude<HandshakeState, 'pending'>], status ?? null) }
 }
 
 /** Publishes the upgrade's outcome, the first time only. */

@@ -23,11 +23,11 @@ import {
   FST_WS_GATE_REGISTRATION, FST_WS_GATE_SHUTTING_DOWN
 } from '../errors.js'
 import { describe } from '../engine/denial.js'
-import { Handshake, type HandshakeFace, type HandshakeState } from '../engine/handshake.js'
+import { Handshake, type HandshakeFace } from '../engine/handshake.js'
 import { checkRejectVia, closesWithFrame, type Refusal } from '../engine/refusal.js'
 import { injectUpgrade, type InjectHandshakeOptions } from '../engine/inject.js'
 import type { OriginCheck } from '../engine/origin.js'
-import { now, OUTCOMES, publish, publishEarly, subscribed, type Reported } from './observe.js'
+import { publish, publishEarly, reporter, started, type Reported } from './observe.js'
 import { checkTimeout, originsOption, settings } from './options.js'
 import { kDrivesEngine } from './driver.js'
 import { closeAfter, errorBody, guard, isStatusMessage, JSON_TYPE, RETRY_LATER, sendError, type DenialLimits, type HeaderPairs } from '../engine/http.js'
@@ -204,7 +204,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       accepted: undefined,
       route: null,
       url: req.url as string,
-      started: now(),
+      started: started(),
       reported: false
     }
     req[kUpgrade] = upgrade
@@ -340,7 +340,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       if (handshake === undefined) return next.call(this, request, reply)
       const face = new FastifyFace(this, next, request, reply, upgrade, gate)
       upgrade.route = request.routeOptions.url as string
-      const report = subscribed() ? (state: HandshakeState, status: number | undefined) => { publish(upgrade, OUTCOMES[state as Exclude<HandshakeState, 'pending'>], status ?? null) } : undefined
+      const report = reporter(upgrade)
       const closeFrame = closesWithFrame(via, request.headers.origin)
       runHandshake(this, handshake, new Handshake(request.raw.socket, { protocols: upgrade.offered, timeout, log: request.log, face, limits, registry: pending, report, closeFrame }), request)
     } as RouteOptions['handler']
