@@ -8,9 +8,9 @@
 //   flags: --handshakes N (default 2000) --base N (default 200) --routes accept,reject --out FILE
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 
@@ -20,13 +20,23 @@ const { values: flags } = parseArgs({
     handshakes: { type: 'string', default: '2000' },
     base: { type: 'string', default: '200' },
     routes: { type: 'string', default: 'accept,reject' },
+    servers: { type: 'string', default: 'gate,fws' },
+    concurrency: { type: 'string', default: '1' },
+    repeat: { type: 'string', default: '2' },
+    keep: { type: 'string' },
     out: { type: 'string' }
   }
 })
 const N = Number(flags.handshakes)
 const BASE = Number(flags.base)
 const ROUTES = { accept: 101, reject: 401 }
-const SERVERS = [['gate', 'servers/gate.mjs'], ['fws', 'servers/fastify-websocket.mjs']]
+const FILES = { gate: 'servers/gate.mjs', fws: 'servers/fastify-websocket.mjs', ws: 'servers/ws.mjs', floor: 'servers/floor.mjs' }
+const SERVERS = flags.servers.split(',').map((key) => [key, FILES[key]])
+const CONCURRENCY = Number(flags.concurrency)
+const REPEAT = Number(flags.repeat)
+// Everything V8 would otherwise vary from run to run: background threads,
+// the GC schedule, random and hash seeds.
+const V8_FLAGS = ['--single-threaded', '--predictable', '--predictable-gc-schedule', '--random-seed=1', '--hash-seed=1']
 
 if (spawnSync('valgrind', ['--version']).status !== 0) {
   console.error('valgrind is not installed (Debian: apt-get install valgrind)')
@@ -41,41 +51,54 @@ async function count (file, path, expected, count) {
   // --single-threaded: no background compiler or GC threads, so that the
   // count depends on the work alone.
   const server = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`,
-    process.execPath, '--single-threaded', '--expose-gc', join(here, file)], { stdio: ['ignore', 'inherit', 'ignore', 'ipc'] })
+    process.execPath, ...V8_FLAGS, '--expose-gc', join(here, file)], { stdio: ['ignore', 'inherit', 'ignore', 'ipc'] })
   const load = spawn(process.execPath, [join(here, 'load.mjs')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   await message(load)
   const { port } = await message(server)
-  load.send({ cmd: 'run', port, path, count, concurrency: 8, id: 1 })
+  load.send({ cmd: 'run', port, path, count, concurrency: CONCURRENCY, id: 1 })
   const result = await message(load)
   load.kill()
   server.send({ cmd: 'exit' })
   await once(server, 'exit')
   if (result.statuses[expected] !== count) throw new Error(`${file} ${path}: expected ${count} × ${expected}, got ${JSON.stringify(result.statuses)}`)
   const total = Number(/^(?:summary|totals): (\d+)/m.exec(readFileSync(out, 'utf8'))[1])
-  rmSync(out)
+  // --keep DIR: the callgrind files stay, for callgrind_annotate.
+  if (flags.keep === undefined) rmSync(out)
+  else renameSync(out, join(flags.keep, `${basename(file, '.mjs')}-${path.slice(1)}-${count}.callgrind`))
   return total
 }
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
 
 const results = {}
 for (const route of flags.routes.split(',')) {
   for (const [key, file] of SERVERS) {
-    console.error(`${key} /${route}: ${BASE} and ${BASE + N} handshakes under callgrind...`)
-    const low = await count(file, `/${route}`, ROUTES[route], BASE)
-    const high = await count(file, `/${route}`, ROUTES[route], BASE + N)
-    results[`${key}/${route}`] = { low, high, perHandshake: (high - low) / N }
+    const runs = []
+    for (let i = 0; i < REPEAT; i++) {
+      console.error(`${key} /${route} (${i + 1}/${REPEAT}): ${BASE} and ${BASE + N} handshakes under callgrind...`)
+      const low = await count(file, `/${route}`, ROUTES[route], BASE)
+      const high = await count(file, `/${route}`, ROUTES[route], BASE + N)
+      runs.push({ low, high, perHandshake: (high - low) / N })
+    }
+    const perHandshake = median(runs.map((run) => run.perHandshake))
+    const spread = (Math.max(...runs.map((run) => run.perHandshake)) - Math.min(...runs.map((run) => run.perHandshake))) / perHandshake
+    results[`${key}/${route}`] = { runs, perHandshake, spread }
   }
 }
 
-const rows = Object.keys(ROUTES).filter((route) => results[`gate/${route}`] !== undefined).map((route) => {
-  const gate = results[`gate/${route}`].perHandshake
-  const fws = results[`fws/${route}`].perHandshake
-  return { route, gate: Math.round(gate), fws: Math.round(fws), ratio: Number((gate / fws).toFixed(3)) }
+const NAMES = { gate: 'fastify-ws-gate', fws: '@fastify/websocket', ws: 'ws', floor: 'node:http (floor)' }
+const rows = Object.entries(results).map(([id, { perHandshake, spread }]) => {
+  const [key, route] = id.split('/')
+  const baseline = results[`fws/${route}`]?.perHandshake
+  return { server: NAMES[key], route, perHandshake: Math.round(perHandshake), spread: Number((spread * 100).toFixed(3)), ratio: baseline === undefined ? null : Number((perHandshake / baseline).toFixed(3)) }
 })
-console.log('\ninstructions per handshake (callgrind; fastify-ws-gate ÷ @fastify/websocket)')
-console.log('| route | fastify-ws-gate | @fastify/websocket | ratio |\n|---|---:|---:|---:|')
-for (const row of rows) console.log(`| ${row.route} | ${row.gate.toLocaleString('en')} | ${row.fws.toLocaleString('en')} | ${row.ratio.toFixed(3)} |`)
+console.log(`\ninstructions per handshake (callgrind; median of ${REPEAT}; × @fastify/websocket)`)
+console.log('| server | route | instructions/handshake | spread | × |\n|---|---|---:|---:|---:|')
+for (const row of rows) {
+  console.log(`| ${row.server} | ${row.route} | ${row.perHandshake.toLocaleString('en')} | ${row.spread.toFixed(3)}% | ${row.ratio?.toFixed(3) ?? '–'} |`)
+}
 
 const file = flags.out ?? join(here, 'results', `instructions-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
 mkdirSync(dirname(file), { recursive: true })
-writeFileSync(file, JSON.stringify({ node: process.version, handshakes: N, base: BASE, results, rows }, null, 2) + '\n')
+writeFileSync(file, JSON.stringify({ node: process.version, handshakes: N, base: BASE, concurrency: CONCURRENCY, v8Flags: V8_FLAGS, results, rows }, null, 2) + '\n')
 console.log(`\nwritten to ${file}`)

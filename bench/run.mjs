@@ -6,11 +6,12 @@
 //   npm run bench                full run
 //   npm run bench -- --quick     under a minute
 //   flags: --rounds N --handshakes N --concurrency N --memory N --servers a,b --out FILE
+//          --compare DIR   also fastify-ws-gate as built in another checkout (A/B work)
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -23,6 +24,7 @@ const { values: flags } = parseArgs({
     concurrency: { type: 'string' },
     memory: { type: 'string' },
     servers: { type: 'string' },
+    compare: { type: 'string' },
     out: { type: 'string' }
   }
 })
@@ -50,6 +52,11 @@ if (flags.servers !== undefined) {
   const keep = new Set(['gate', BASELINE, ...flags.servers.split(',')])
   SERVERS.splice(0, SERVERS.length, ...SERVERS.filter((server) => keep.has(server.key)))
 }
+// --compare DIR: fastify-ws-gate as built in another checkout (its dist/),
+// as one more server, for A/B work on a change.
+if (flags.compare !== undefined) {
+  SERVERS.splice(1, 0, { key: 'compare', name: `fastify-ws-gate (${flags.compare})`, file: 'servers/gate.mjs', env: { WS_GATE_MODULE: pathToFileURL(resolve(flags.compare, 'dist/index.js')).href } })
+}
 const ROUTES = [['accept', 101], ['reject', 401]]
 
 // With taskset, servers run on core 0 and the load generator on core 1, so
@@ -59,10 +66,10 @@ const SERVER_CORE = '0'
 const LOAD_CORE = '1'
 
 // A child process spoken to over IPC: each request gets the reply with its id.
-function start (file, execArgv = [], core = SERVER_CORE) {
+function start (file, execArgv = [], core = SERVER_CORE, env = {}) {
   const node = [...execArgv, join(here, file)]
   const [command, args] = pin ? ['taskset', ['-c', core, process.execPath, ...node]] : [process.execPath, node]
-  const child = spawn(command, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const child = spawn(command, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, ...env } })
   let nextId = 0
   const waiting = new Map()
   const ready = new Promise((resolve, reject) => {
@@ -101,16 +108,16 @@ async function main () {
   await load.ready
   const servers = []
   for (const spec of SERVERS) {
-    const proc = start(spec.file, ['--expose-gc'])
+    const proc = start(spec.file, ['--expose-gc'], SERVER_CORE, spec.env)
     const { port } = await proc.ready
     servers.push({ ...spec, proc, port })
   }
 
   const problems = []
   async function measure (server, path, count, expected) {
-    const before = await server.proc.ask({ cmd: 'stats' })
+    const before = await server.proc.ask({ cmd: 'cpu' })
     const result = await load.ask({ cmd: 'run', port: server.port, path, count, concurrency: config.concurrency })
-    const after = await server.proc.ask({ cmd: 'stats' })
+    const after = await server.proc.ask({ cmd: 'cpu' })
     if (result.statuses[expected] !== count) problems.push(`${server.key} ${path}: expected ${count} × ${expected}, got ${JSON.stringify(result.statuses)}`)
     return {
       rate: count / result.elapsedMs * 1000,
@@ -187,7 +194,7 @@ async function main () {
   // A fresh server, warmed up with a few handshakes of each kind so that
   // lazily loaded code is not counted as per-connection memory.
   async function withFresh (spec, measure) {
-    const proc = start(spec.file, ['--expose-gc'])
+    const proc = start(spec.file, ['--expose-gc'], SERVER_CORE, spec.env)
     const { port } = await proc.ready
     for (const [route] of ROUTES) await load.ask({ cmd: 'run', port, path: `/${route}`, count: 200, concurrency: 16 })
     const base = await proc.ask({ cmd: 'stats' })

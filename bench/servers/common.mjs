@@ -1,5 +1,5 @@
 // Shared by every server under test: listen on loopback, then answer the
-// harness over IPC with this process's own CPU time and memory (after GC).
+// harness over IPC with this process's own CPU time, and memory (after GC).
 import { once } from 'node:events'
 
 /** Handlers that never answer bump this, so the harness knows they are all pending. */
@@ -12,6 +12,12 @@ export async function serve (server) {
   await once(server, 'listening')
   process.on('message', (message) => {
     if (message.cmd === 'exit') process.exit(0)
+    // CPU time alone, for the throughput rounds: no forced GC, whose cost
+    // (which grows with the heap) would be charged to the handshakes.
+    if (message.cmd === 'cpu') {
+      process.send({ id: message.id, cpu: process.cpuUsage() })
+      return
+    }
     if (message.cmd !== 'stats') return
     global.gc()
     global.gc()

@@ -1,8 +1,9 @@
 // (1) fastify-ws-gate: the decision in `handshake`, as accept() / reject(401).
 import Fastify from 'fastify'
-import fastifyWsGate, { accept, reject } from 'fastify-ws-gate'
 import { BODY, counters, serve } from './common.mjs'
 
+// WS_GATE_MODULE: another build of the package (npm run bench -- --compare DIR).
+const { default: fastifyWsGate, accept, reject } = await import(process.env.WS_GATE_MODULE ?? 'fastify-ws-gate')
 const app = Fastify({ logger: false })
 await app.register(fastifyWsGate, { handshakeTimeout: 0 })
 const denial = { headers: { 'WWW-Authenticate': 'Bearer', 'Content-Type': 'application/json; charset=utf-8' }, body: BODY }

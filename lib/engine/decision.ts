@@ -40,8 +40,12 @@ export interface RejectDecision {
 /** What a handshake handler returns: made only by accept() or reject(). */
 export type HandshakeDecision = AcceptDecision | RejectDecision
 
+// The common accept(), made once: a decision is a value, and this one never changes.
+const ACCEPT: AcceptDecision = Object.freeze({ [kDecision]: 'accept' as const, protocol: undefined, headers: undefined })
+
 /** Completes the handshake with 101 Switching Protocols (ASGI `websocket.accept`). */
-export function accept (options: AcceptOptions = {}): AcceptDecision {
+export function accept (options?: AcceptOptions): AcceptDecision {
+  if (options === undefined) return ACCEPT
   return { [kDecision]: 'accept', protocol: options.protocol, headers: options.headers }
 }
 

@@ -62,7 +62,7 @@ export interface HandshakeOptions {
   /** reject() decisions go out as a 101 and a close frame (rejectVia 'close-frame') instead of an HTTP response. */
   closeFrame?: boolean
   /** Where pending handshakes are kept (for shutdown): added here, removed once settled. */
-  registry?: Set<Handshake>
+  registry: HandshakeRegistry
   /** Told of the outcome once, when the handshake settles (observability). */
   report?: (state: HandshakeState, status: number | undefined) => void
 }
@@ -72,6 +72,9 @@ export type HandshakeState = 'pending' | 'accepted' | 'denied' | 'refused' | 'fa
 // A client must wait for the 101 before it sends frames (RFC 6455 §4.1); what
 // it sends early is kept for the WebSocket, up to this much.
 const MAX_EARLY_BYTES = 64 * 1024
+
+// The 101's headers: ws writes them as UTF-8, so only ASCII keeps the bytes as given.
+const ASCII_ONLY = { asciiOnly: true }
 
 const INTERNAL_ERROR = { statusCode: 500, message: 'Internal Server Error' }
 
@@ -112,6 +115,21 @@ class Context implements HandshakeContext {
   }
 }
 
+/**
+ * The handshakes still pending in one place (a server), for shutdown. A list
+ * threaded through the handshakes themselves: joining and leaving it, once per
+ * handshake, allocate nothing and hash nothing.
+ */
+export class HandshakeRegistry {
+  /** The latest pending handshake; the others follow it. Kept by Handshake. */
+  first: Handshake | undefined = undefined
+
+  /** The pending handshakes, newest first, as a list that settling them does not disturb. */
+  snapshot (): Handshake[] {
+    return Handshake.listed(this)
+  }
+}
+
 export class Handshake {
   readonly protocols: readonly string[]
   /** Told when the client leaves or the handshake times out, for faces whose application must hear of it (ASGI). */
@@ -122,13 +140,16 @@ export class Handshake {
   readonly #timeout: number
   readonly #limits: DenialLimits
   readonly #closeFrame: boolean
-  readonly #registry: Set<Handshake> | undefined
+  readonly #registry: HandshakeRegistry
+  #previous: Handshake | undefined = undefined
+  #next: Handshake | undefined = undefined
   readonly #report: ((state: HandshakeState, status: number | undefined) => void) | undefined
   #state: HandshakeState = 'pending'
   #controller: AbortController | undefined
   #abortReason: Error | undefined
   #timer: NodeJS.Timeout | undefined
-  #watching = false
+  /** While watching: the socket listeners. */
+  #listeners: { data: (chunk: Buffer) => void, gone: () => void } | undefined
   #early: Buffer[] | undefined
   #earlyBytes = 0
 
@@ -140,9 +161,29 @@ export class Handshake {
     this.#face = options.face
     this.#limits = options.limits
     this.#closeFrame = options.closeFrame === true
-    this.#registry = options.registry
     this.#report = options.report
-    this.#registry?.add(this)
+    const registry = this.#registry = options.registry
+    const next = registry.first
+    if (next !== undefined) next.#previous = this
+    this.#next = next
+    registry.first = this
+  }
+
+  /** The handshakes in a registry (see HandshakeRegistry.snapshot). */
+  static listed (registry: HandshakeRegistry): Handshake[] {
+    const list: Handshake[] = []
+    for (let handshake = registry.first; handshake !== undefined; handshake = handshake.#next) list.push(handshake)
+    return list
+  }
+
+  // Called once, when the handshake settles.
+  #leaveRegistry (): void {
+    const previous = this.#previous
+    const next = this.#next
+    if (previous === undefined) this.#registry.first = next
+    else previous.#next = next
+    if (next !== undefined) next.#previous = previous
+    this.#previous = this.#next = undefined
   }
 
   get pending (): boolean {
@@ -203,7 +244,7 @@ export class Handshake {
       return
     }
     const protocol = this.#checkProtocol(decision.protocol)
-    const headers = toHeaderPairs(decision.headers, { asciiOnly: true })
+    const headers = toHeaderPairs(decision.headers, ASCII_ONLY)
     this.#settle('accepted', 101)
     this.#face.upgrade(protocol, headers)
   }
@@ -270,42 +311,48 @@ export class Handshake {
       this.#gone()
       return
     }
-    this.#watching = true
-    socket.on('data', this.#onData)
-    socket.on('end', this.#onGone)
-    socket.on('close', this.#onGone)
-    socket.on('error', this.#onGone)
+    // The listeners are made here, not with the handshake: most handshakes
+    // settle before anything needs watching.
+    const listeners = this.#listeners = {
+      data: (chunk: Buffer) => { this.#onData(chunk) },
+      gone: () => { this.#gone() }
+    }
+    socket.on('data', listeners.data)
+    socket.on('end', listeners.gone)
+    socket.on('close', listeners.gone)
+    socket.on('error', listeners.gone)
     if (this.#timeout > 0) {
-      this.#timer = setTimeout(this.#onTimeout, this.#timeout)
+      this.#timer = setTimeout(() => { this.#timedOut() }, this.#timeout)
       this.#timer.unref()
     }
   }
 
   #settle (state: HandshakeState, status: number | undefined): void {
     this.#state = state
-    this.#registry?.delete(this)
+    this.#leaveRegistry()
     this.#report?.(state, status)
-    if (!this.#watching) return
-    this.#watching = false
+    const listeners = this.#listeners
+    if (listeners === undefined) return
+    this.#listeners = undefined
     clearTimeout(this.#timer)
     const socket = this.#socket
-    socket.removeListener('end', this.#onGone)
-    socket.removeListener('close', this.#onGone)
-    socket.removeListener('error', this.#onGone)
+    socket.removeListener('end', listeners.gone)
+    socket.removeListener('close', listeners.gone)
+    socket.removeListener('error', listeners.gone)
     if (state === 'accepted' || state === 'refused') {
       // Hand the stream over exactly as Node left it after 'upgrade': not
       // flowing, early bytes first, so the WebSocket reads them as frames.
       socket.pause()
-      socket.removeListener('data', this.#onData)
+      socket.removeListener('data', listeners.data)
       if (this.#early !== undefined) socket.unshift(Buffer.concat(this.#early))
       ;(socket as { readableFlowing: boolean | null }).readableFlowing = null
     } else {
-      socket.removeListener('data', this.#onData)
+      socket.removeListener('data', listeners.data)
     }
     this.#early = undefined
   }
 
-  readonly #onData = (chunk: Buffer): void => {
+  #onData (chunk: Buffer): void {
     this.#earlyBytes += chunk.length
     if (this.#earlyBytes > MAX_EARLY_BYTES) {
       this.#gone('client sent too much data before the handshake was decided')
@@ -314,17 +361,13 @@ export class Handshake {
     (this.#early ??= []).push(chunk)
   }
 
-  readonly #onGone = (): void => {
-    this.#gone()
-  }
-
   #gone (message = 'client closed the connection during the handshake'): void {
     this.#abort('gone', new FST_WS_GATE_CLIENT_CLOSED())
     this.#socket.destroy()
     this.#log.debug({}, message)
   }
 
-  readonly #onTimeout = (): void => {
+  #timedOut (): void {
     this.#log.warn({ timeout: this.#timeout }, 'handshake timed out')
     this.#unavailable('timed-out', new FST_WS_GATE_HANDSHAKE_TIMEOUT(this.#timeout))
   }

@@ -27,8 +27,12 @@ const ASCII_VALUE = /^[\t\x20-\x7e]*$/
 
 /** Optional whitespace (RFC 9110 §5.6.3) is space and tab only; String.prototype.trim() strips far more. */
 export function trimOWS (value: string): string {
+  // Node's parser has trimmed most values already: look before replacing.
+  if (value.length === 0 || (!isOWS(value.charCodeAt(0)) && !isOWS(value.charCodeAt(value.length - 1)))) return value
   return value.replace(/^[ \t]+|[ \t]+$/g, '')
 }
+
+const isOWS = (code: number): boolean => code === 0x20 || code === 0x09
 
 // Headers that frame the response or belong to the WebSocket handshake: the
 // engine writes them itself, so an application may not.

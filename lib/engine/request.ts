@@ -70,7 +70,7 @@ export function checkUpgrade (req: UpgradeRequest): string[] | UpgradeProblem {
 
 /** Whether an Upgrade header asks for WebSocket. */
 export function isWebSocketUpgrade (upgrade: string | undefined): boolean {
-  return upgrade !== undefined && trimOWS(upgrade).toLowerCase() === 'websocket'
+  return upgrade !== undefined && (upgrade === 'websocket' || trimOWS(upgrade).toLowerCase() === 'websocket')
 }
 
 function bad (message: string): UpgradeProblem {

@@ -23,7 +23,7 @@ import {
   FST_WS_GATE_REGISTRATION, FST_WS_GATE_SHUTTING_DOWN
 } from '../errors.js'
 import { describe } from '../engine/denial.js'
-import { Handshake, type HandshakeFace } from '../engine/handshake.js'
+import { Handshake, HandshakeRegistry, type HandshakeFace } from '../engine/handshake.js'
 import { checkRejectVia, closesWithFrame, type Refusal } from '../engine/refusal.js'
 import { injectUpgrade, type InjectHandshakeOptions } from '../engine/inject.js'
 import type { OriginCheck } from '../engine/origin.js'
@@ -68,7 +68,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   const { handshakeTimeout, maxPendingHandshakes, limits, origins, rejectVia } = settings(options)
   const { websocket } = options
   // Handshakes whose handler is running: shutdown answers them.
-  const pending = new Set<Handshake>()
+  const pending = new HandshakeRegistry()
   // Upgrades between our checks and their answer (in hooks, in the handler,
   // or being upgraded): what maxPendingHandshakes bounds. Each leaves the
   // count once, when its answer starts (a 101, a denial, a reply) or its
@@ -104,7 +104,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   let closing = false
   fastify.addHook('preClose', (done) => {
     closing = true
-    for (const handshake of pending) handshake.shutdown()
+    for (const handshake of pending.snapshot()) handshake.shutdown()
     done()
   })
 
@@ -209,7 +209,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     }
     req[kUpgrade] = upgrade
     inflight++
-    socket.once('close', upgrade.onClose)
+    socket.on('close', upgrade.onClose)
     relay.emit('upgrade', req, socket, head)
     // Fastify answered at once, without hooks (its own 503 once close() has
     // begun, before our preClose ran): nothing else will close the socket.
@@ -325,6 +325,9 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     if (handshake === undefined && originCheck === null) return
     const timeout = routeTimeout ?? handshakeTimeout
     const via = routeRejectVia ?? rejectVia
+    // The route's URL pattern, for events (request.routeOptions builds a new object on every read).
+    const pattern = route.url
+    const drivesEngine = handshake !== undefined && kDrivesEngine in handshake
     route.handler = function gated (this: FastifyInstance, request, reply) {
       const upgrade = upgradeOf(request)
       if (upgrade === undefined) return next.call(this, request, reply)
@@ -339,10 +342,12 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       }
       if (handshake === undefined) return next.call(this, request, reply)
       const face = new FastifyFace(this, next, request, reply, upgrade, gate)
-      upgrade.route = request.routeOptions.url as string
+      upgrade.route = pattern
       const report = reporter(upgrade)
-      const closeFrame = closesWithFrame(via, request.headers.origin)
-      runHandshake(this, handshake, new Handshake(request.raw.socket, { protocols: upgrade.offered, timeout, log: request.log, face, limits, registry: pending, report, closeFrame }), request)
+      const closeFrame = via !== 'http' && closesWithFrame(via, request.headers.origin)
+      const engine = new Handshake(request.raw.socket, { protocols: upgrade.offered, timeout, log: request.log, face, limits, registry: pending, report, closeFrame })
+      if (drivesEngine) (handshake as unknown as (request: FastifyRequest, gate: Handshake) => void).call(this, request, engine)
+      else runHandshake(this, handshake, engine, request)
     } as RouteOptions['handler']
   })
 }
@@ -420,10 +425,6 @@ function allowOrigin (check: OriginCheck, request: FastifyRequest): boolean {
 }
 
 function runHandshake (instance: FastifyInstance, handshake: HandshakeHandler, gate: Handshake, request: FastifyRequest): void {
-  if (kDrivesEngine in handshake) {
-    (handshake as unknown as (request: FastifyRequest, gate: Handshake) => void).call(instance, request, gate)
-    return
-  }
   let result: unknown
   try {
     result = handshake.call(instance, request, gate.context())
