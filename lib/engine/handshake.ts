@@ -33,7 +33,7 @@ export interface HandshakeLogger {
 
 /** What a face provides: the parts of a handshake that depend on the framework. */
 export interface HandshakeFace {
-  /** Writes the 101 and starts the connection (the face owns the WebSocket server). */
+  /** Writes the 101 and starts the connection (the face owns the WebSocket server). `headers` is read-only: it may be shared. */
   upgrade (protocol: string | undefined, headers: HeaderPairs): void
   /** Writes the refusal's 101 and closes the connection at once with its code; the application's connection handler never runs. */
   refuse (refusal: Refusal): void
@@ -75,6 +75,8 @@ const MAX_EARLY_BYTES = 64 * 1024
 
 // The 101's headers: ws writes them as UTF-8, so only ASCII keeps the bytes as given.
 const ASCII_ONLY = { asciiOnly: true }
+// A 101 with no headers of the application's, shared (faces only read it).
+const NO_HEADERS: HeaderPairs = Object.freeze([]) as unknown as HeaderPairs
 
 const INTERNAL_ERROR = { statusCode: 500, message: 'Internal Server Error' }
 
@@ -244,7 +246,7 @@ export class Handshake {
       return
     }
     const protocol = this.#checkProtocol(decision.protocol)
-    const headers = toHeaderPairs(decision.headers, ASCII_ONLY)
+    const headers = decision.headers === undefined ? NO_HEADERS : toHeaderPairs(decision.headers, ASCII_ONLY)
     this.#settle('accepted', 101)
     this.#face.upgrade(protocol, headers)
   }

@@ -19,8 +19,22 @@ export interface UpgradeProblem {
   headers: HeaderPairs
 }
 
-// RFC 6455 §4.1: the key is 16 random bytes, base64-encoded.
-const KEY = /^[+/0-9A-Za-z]{22}==$/
+// RFC 6455 §4.1: the key is 16 random bytes, base64-encoded: 22 characters
+// of the base64 alphabet, then '=='. Checked by hand, as it is on every
+// upgrade: a regular expression costs several times as much.
+const BASE64 = new Uint8Array(128)
+for (const char of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/') BASE64[char.charCodeAt(0)] = 1
+const EQUALS = 0x3d
+
+/** Whether a Sec-WebSocket-Key value is 16 bytes in base64. */
+export function isWebSocketKey (key: string): boolean {
+  if (key.length !== 24 || key.charCodeAt(22) !== EQUALS || key.charCodeAt(23) !== EQUALS) return false
+  for (let i = 0; i < 22; i++) {
+    const code = key.charCodeAt(i)
+    if (code >= 128 || BASE64[code] !== 1) return false
+  }
+  return true
+}
 
 /**
  * The subprotocols in a Sec-WebSocket-Protocol value (`1#token`), in the
@@ -54,7 +68,7 @@ export function checkUpgrade (req: UpgradeRequest): string[] | UpgradeProblem {
     return bad('Missing or invalid Upgrade header: expected "websocket"')
   }
   const key = headers['sec-websocket-key']
-  if (key === undefined || !KEY.test(key)) {
+  if (key === undefined || !isWebSocketKey(key)) {
     return bad('Missing or invalid Sec-WebSocket-Key header')
   }
   const version = headers['sec-websocket-version']
