@@ -30,7 +30,7 @@ const { values: flags } = parseArgs({
 })
 const preset = flags.quick
   ? { rounds: 2, handshakes: 2000, concurrency: 64, memory: 2000 }
-  : { rounds: 12, handshakes: 4000, concurrency: 64, memory: 10000 }
+  : { rounds: 20, handshakes: 3000, concurrency: 64, memory: 10000 }
 const config = {
   rounds: Number(flags.rounds ?? preset.rounds),
   handshakes: Number(flags.handshakes ?? preset.handshakes),
