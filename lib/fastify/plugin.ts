@@ -234,6 +234,9 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     // @fastify/websocket's injectWS() upgrades without passing our listener.
     const upgrade = req[kUpgrade]
     if (upgrade === undefined) return
+    // The request lives as long as the connection; what the gate knew of its
+    // upgrade need not (nothing reads it after the 101).
+    req[kUpgrade] = undefined
     release(upgrade)
     // A route without handshake: its 101 is its outcome (the engine reported the others).
     publish(upgrade, 'accepted', 101)
