@@ -169,6 +169,55 @@ t.test('graceful shutdown: pending handshakes get 503, accepted connections 1001
   t.equal(app.server.listening, false)
 })
 
+t.test('shutdown answers every pending handshake, however the others settled before it', async (t) => {
+  // Five pending handshakes; the second and fourth to arrive settle first (one
+  // accepted, one rejected), the other three are still pending at close().
+  const decide = new Map<string, (decision: HandshakeDecision) => void>()
+  const { app, port } = await start(t, (app) => {
+    app.get('/hold/:id', {
+      websocket: true,
+      handshake: (request) => new Promise<HandshakeDecision>((resolve) => { decide.set((request.params as { id: string }).id, resolve) })
+    }, (socket) => { socket.close() })
+  }, { handshakeTimeout: 0 })
+  const answers = ['1', '2', '3', '4', '5'].map((id) => rawExchange(port, upgradeRequest(`/hold/${id}`), 5000))
+  t.ok(await eventually(() => decide.size === 5, 2000), 'five pending')
+  ;(decide.get('2') as (decision: HandshakeDecision) => void)(accept())
+  ;(decide.get('4') as (decision: HandshakeDecision) => void)(reject(401))
+  t.ok(await eventually(() => app.wsGate.pending === 3, 2000), 'three still pending')
+  const closing = app.close()
+  const heads = (await Promise.all(answers)).map((res) => parseRaw(res.text).statusLine)
+  await closing
+  t.strictSame(heads, [
+    'HTTP/1.1 503 Service Unavailable', 'HTTP/1.1 101 Switching Protocols', 'HTTP/1.1 503 Service Unavailable',
+    'HTTP/1.1 401 Unauthorized', 'HTTP/1.1 503 Service Unavailable'
+  ])
+})
+
+t.test('a connection listener that throws while its 101 goes out: the connection is cut, and shutdown still answers the others', async (t) => {
+  let held = false
+  const { app, port, logs } = await start(t, (app) => {
+    app.get('/slow', { websocket: true, handshake: () => { held = true; return new Promise(() => {}) } }, () => {})
+    app.get('/boom', { websocket: true, handshake: () => accept() }, () => {})
+    app.websocketServer.on('connection', (_ws: unknown, req: { url: string }) => {
+      if (req.url === '/boom') throw new Error('connection listener bug')
+    })
+  }, { handshakeTimeout: 0 })
+  const slow = rawExchange(port, upgradeRequest('/slow'), 5000)
+  t.ok(await eventually(() => held, 2000), '/slow is pending')
+  const boom = await rawExchange(port, upgradeRequest('/boom'))
+  const head = parseRaw(boom.text)
+  t.equal(head.statusLine, 'HTTP/1.1 101 Switching Protocols')
+  t.equal(head.body, '', 'nothing follows the 101')
+  t.equal(boom.closed, true, 'the connection is cut')
+  const closing = app.close()
+  t.equal(parseRaw((await slow).text).statusLine, 'HTTP/1.1 503 Service Unavailable', 'the other pending handshake is answered at shutdown')
+  await closing
+  const failure = logs.find((line) => line.msg === 'handshake failed after its answer was written')
+  t.equal(failure?.level, 50)
+  t.equal((failure?.err as { message?: string } | undefined)?.message, 'connection listener bug')
+  t.equal(failure?.state, 'accepted')
+})
+
 t.test('upgrades that arrive while the server is closing get 503 too', async (t) => {
   const app = Fastify()
   await app.register(fastifyWsGate)

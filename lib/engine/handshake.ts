@@ -126,9 +126,13 @@ export class HandshakeRegistry {
   /** The latest pending handshake; the others follow it. Kept by Handshake. */
   first: Handshake | undefined = undefined
 
-  /** The pending handshakes, newest first, as a list that settling them does not disturb. */
-  snapshot (): Handshake[] {
-    return Handshake.listed(this)
+  /**
+   * Answers every pending handshake 503 (the server is closing), newest first.
+   * Each one leaves the list as it settles, and so does any other that settles
+   * meanwhile, so none is answered twice.
+   */
+  shutdown (): void {
+    for (let handshake = this.first; handshake !== undefined; handshake = this.first) handshake.shutdown()
   }
 }
 
@@ -171,14 +175,9 @@ export class Handshake {
     registry.first = this
   }
 
-  /** The handshakes in a registry (see HandshakeRegistry.snapshot). */
-  static listed (registry: HandshakeRegistry): Handshake[] {
-    const list: Handshake[] = []
-    for (let handshake = registry.first; handshake !== undefined; handshake = handshake.#next) list.push(handshake)
-    return list
-  }
-
-  // Called once, when the handshake settles.
+  // Called once, when the handshake settles: every path to #settle checks
+  // that the handshake is still pending (invalid() included, for an answer
+  // that fails after it started). A second call would unlink the others.
   #leaveRegistry (): void {
     const previous = this.#previous
     const next = this.#next
@@ -291,6 +290,13 @@ export class Handshake {
 
   /** A programming error in the decision: the client gets a plain 500, the log gets the details, once. */
   invalid (err: unknown): void {
+    // The answer has already started (a 'connection' listener threw while
+    // the 101 went out): no more bytes can be written, so the connection is cut.
+    if (this.#state !== 'pending') {
+      this.#log.error({ err, state: this.#state }, 'handshake failed after its answer was written')
+      this.#socket.destroy()
+      return
+    }
     this.#settle('failed', 500)
     this.#face.takeover()
     this.#log.error({ err }, 'invalid handshake decision')

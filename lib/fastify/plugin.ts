@@ -104,7 +104,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   let closing = false
   fastify.addHook('preClose', (done) => {
     closing = true
-    for (const handshake of pending.snapshot()) handshake.shutdown()
+    pending.shutdown()
     done()
   })
 
@@ -328,8 +328,9 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     if (handshake === undefined && originCheck === null) return
     const timeout = routeTimeout ?? handshakeTimeout
     const via = routeRejectVia ?? rejectVia
-    // The route's URL pattern, for events (request.routeOptions builds a new object on every read).
-    const pattern = route.url
+    // The route's URL pattern, for events: read from Fastify once, as every
+    // other event reads it (request.routeOptions builds a new object on every read).
+    let pattern: string | undefined
     const drivesEngine = handshake !== undefined && kDrivesEngine in handshake
     route.handler = function gated (this: FastifyInstance, request, reply) {
       const upgrade = upgradeOf(request)
@@ -345,7 +346,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       }
       if (handshake === undefined) return next.call(this, request, reply)
       const face = new FastifyFace(this, next, request, reply, upgrade, gate)
-      upgrade.route = pattern
+      upgrade.route = pattern ??= request.routeOptions.url as string
       const report = reporter(upgrade)
       const closeFrame = via !== 'http' && closesWithFrame(via, request.headers.origin)
       const engine = new Handshake(request.raw.socket, { protocols: upgrade.offered, timeout, log: request.log, face, limits, registry: pending, report, closeFrame })
