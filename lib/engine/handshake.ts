@@ -288,7 +288,10 @@ export class Handshake {
     return protocol
   }
 
-  /** A programming error in the decision: the client gets a plain 500, the log gets the details, once. */
+  /**
+   * A programming error in the decision: the client gets a plain 500, the log gets the details, once.
+   * When the answer has already started, the error is logged and the connection cut instead.
+   */
   invalid (err: unknown): void {
     // The answer has already started (a 'connection' listener threw while
     // the 101 went out): no more bytes can be written, so the connection is cut.
