@@ -27,9 +27,9 @@ export interface Refusal {
 // RFC 6455 §5.5: a control frame's payload is at most 125 bytes, 2 of them the code.
 const MAX_REASON_BYTES = 123
 
-/** Whether reject() decisions go out as close frames, for a request with or without an Origin header. */
-export function closesWithFrame (via: RejectVia, origin: string | undefined): boolean {
-  return via === 'close-frame' || (via === 'auto' && origin !== undefined)
+/** Whether reject() decisions go out as close frames, for a request with or without an Origin header (read only for 'auto'). */
+export function closesWithFrame (via: RejectVia, headers: { origin?: string }): boolean {
+  return via === 'close-frame' || (via === 'auto' && headers.origin !== undefined)
 }
 
 /** Checks a rejectVia option; `fail` makes the error that says where it was given. */

@@ -348,7 +348,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       const face = new FastifyFace(this, next, request, reply, upgrade, gate)
       upgrade.route = pattern ??= request.routeOptions.url as string
       const report = reporter(upgrade)
-      const closeFrame = via !== 'http' && closesWithFrame(via, request.headers.origin)
+      const closeFrame = closesWithFrame(via, request.headers)
       const engine = new Handshake(request.raw.socket, { protocols: upgrade.offered, timeout, log: request.log, face, limits, registry: pending, report, closeFrame })
       if (drivesEngine) (handshake as unknown as (request: FastifyRequest, gate: Handshake) => void).call(this, request, engine)
       else runHandshake(this, handshake, engine, request)
