@@ -64,11 +64,32 @@ async function count (file, path, expected, count) {
   server.send({ cmd: 'exit' })
   await once(server, 'exit')
   if (result.statuses[expected] !== count) throw new Error(`${file} ${path}: expected ${count} × ${expected}, got ${JSON.stringify(result.statuses)}`)
-  const total = Number(/^(?:summary|totals): (\d+)/m.exec(readFileSync(out, 'utf8'))[1])
+  const counts = categories(out)
+  counts.total = Number(/^(?:summary|totals): (\d+)/m.exec(readFileSync(out, 'utf8'))[1])
   // --keep DIR: the callgrind files stay, for callgrind_annotate.
   if (flags.keep === undefined) rmSync(out)
   else renameSync(out, join(flags.keep, `${basename(file, '.mjs')}-${path.slice(1)}-${count}.callgrind`))
-  return total
+  return counts
+}
+
+// Two kinds of work that land in a window by timing rather than by the work
+// itself: V8's optimising compilers (a function is compiled once it is hot
+// enough, which for a function called once per handshake can be thousands of
+// handshakes in) and the garbage collector (a full GC falls in one window and
+// not in another). Counted apart, from callgrind_annotate's per-function totals.
+const COMPILER = /v8::internal::(?:compiler|maglev|baseline)::|v8::internal::(?:OptimizingCompileDispatcher|OptimizedCompilationJob|TurbofanCompilationJob|Compiler::)/
+const GC = /v8::internal::(?:Scavenger|Scavenge|MarkCompact|Marking|MarkingVisitor|ConcurrentMarking|IncrementalMarking|Sweeper|Evacuat|Heap::CollectGarbage|Heap::PerformGarbageCollection|GCTracer|MinorMarkCompact)|IterateAndScavenge|Scavenging|RecordMigratedSlot/
+function categories (out) {
+  const { stdout } = spawnSync('callgrind_annotate', ['--threshold=100', out], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 })
+  const counts = { compiler: 0, gc: 0 }
+  for (const line of stdout.split('\n')) {
+    const match = /^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*)$/.exec(line)
+    if (match === null || match[2].includes('PROGRAM TOTALS')) continue
+    const instructions = Number(match[1].replaceAll(',', ''))
+    if (COMPILER.test(match[2])) counts.compiler += instructions
+    else if (GC.test(match[2])) counts.gc += instructions
+  }
+  return counts
 }
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
@@ -80,24 +101,40 @@ for (const route of flags.routes.split(',')) {
     for (let i = 0; i < REPEAT; i++) {
       console.error(`${key} /${route} (${i + 1}/${REPEAT}): ${BASE} and ${BASE + N} handshakes under callgrind...`)
       const [low, high] = await Promise.all([count(file, `/${route}`, ROUTES[route], BASE), count(file, `/${route}`, ROUTES[route], BASE + N)])
-      runs.push({ low, high, perHandshake: (high - low) / N })
+      const per = (kind) => (high[kind] - low[kind]) / N
+      runs.push({ low: low.total, high: high.total, perHandshake: per('total'), compiler: per('compiler'), gc: per('gc') })
     }
     const perHandshake = median(runs.map((run) => run.perHandshake))
     const spread = (Math.max(...runs.map((run) => run.perHandshake)) - Math.min(...runs.map((run) => run.perHandshake))) / perHandshake
-    results[`${key}/${route}`] = { runs, perHandshake, spread }
+    const compiler = median(runs.map((run) => run.compiler))
+    const gc = median(runs.map((run) => run.gc))
+    const rest = median(runs.map((run) => run.perHandshake - run.compiler - run.gc))
+    results[`${key}/${route}`] = { runs, perHandshake, spread, compiler, gc, rest }
   }
 }
 
 const NAMES = { gate: 'fastify-ws-gate', fws: '@fastify/websocket', ws: 'ws', floor: 'node:http (floor)' }
-const rows = Object.entries(results).map(([id, { perHandshake, spread }]) => {
+const ratio = (value, baseline) => baseline === undefined ? null : Number((value / baseline).toFixed(3))
+const rows = Object.entries(results).map(([id, { perHandshake, spread, compiler, gc, rest }]) => {
   const [key, route] = id.split('/')
-  const baseline = results[`fws/${route}`]?.perHandshake
-  return { server: NAMES[key], route, perHandshake: Math.round(perHandshake), spread: Number((spread * 100).toFixed(3)), ratio: baseline === undefined ? null : Number((perHandshake / baseline).toFixed(3)) }
+  const baseline = results[`fws/${route}`]
+  return {
+    server: NAMES[key],
+    route,
+    perHandshake: Math.round(perHandshake),
+    spread: Number((spread * 100).toFixed(3)),
+    ratio: ratio(perHandshake, baseline?.perHandshake),
+    compiler: Math.round(compiler),
+    gc: Math.round(gc),
+    rest: Math.round(rest),
+    restRatio: ratio(rest, baseline?.rest)
+  }
 })
+const fmt = (n) => n.toLocaleString('en')
 console.log(`\ninstructions per handshake (callgrind; median of ${REPEAT}; × @fastify/websocket)`)
-console.log('| server | route | instructions/handshake | spread | × |\n|---|---|---:|---:|---:|')
+console.log('| server | route | instructions/handshake | spread | × | of which optimising compiler | GC | the rest | × |\n|---|---|---:|---:|---:|---:|---:|---:|---:|')
 for (const row of rows) {
-  console.log(`| ${row.server} | ${row.route} | ${row.perHandshake.toLocaleString('en')} | ${row.spread.toFixed(3)}% | ${row.ratio?.toFixed(3) ?? '–'} |`)
+  console.log(`| ${row.server} | ${row.route} | ${fmt(row.perHandshake)} | ${row.spread.toFixed(3)}% | ${row.ratio?.toFixed(3) ?? '–'} | ${fmt(row.compiler)} | ${fmt(row.gc)} | ${fmt(row.rest)} | ${row.restRatio?.toFixed(3) ?? '–'} |`)
 }
 
 const file = flags.out ?? join(here, 'results', `instructions-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)

@@ -7,11 +7,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 
-t.test('npm run bench -- --quick, with tiny counts, reports every server, route, figure and budget', async (t) => {
+t.test('npm run bench -- --quick, with tiny counts, reports every server, route, figure and budget, with the interval of each CPU ratio', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ws-gate-bench-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const out = join(dir, 'result.json')
-  const child = spawn(process.execPath, ['bench/run.mjs', '--quick', '--rounds', '1', '--handshakes', '40', '--concurrency', '8', '--memory', '40', '--out', out], {
+  const child = spawn(process.execPath, ['bench/run.mjs', '--quick', '--rounds', '6', '--handshakes', '40', '--concurrency', '8', '--memory', '40', '--out', out], {
     cwd: join(__dirname, '..'),
     env: { ...process.env, NODE_OPTIONS: '' },
     stdio: ['ignore', 'pipe', 'pipe']
@@ -24,7 +24,7 @@ t.test('npm run bench -- --quick, with tiny counts, reports every server, route,
   clearTimeout(timer)
   t.equal(code, 0, 'the harness exits 0 (all statuses as expected)')
   t.match(stdout, /\| fastify-ws-gate \| accept \|/)
-  t.match(stdout, /\| budget \| value \| limit \| met \|/)
+  t.match(stdout, /\| budget \| value \| 95% interval \| limit \| met \| clear \|/)
   const result = JSON.parse(readFileSync(out, 'utf8'))
   t.strictSame(result.problems, [])
   t.strictSame(Object.keys(result.throughput).sort(), [
@@ -38,5 +38,21 @@ t.test('npm run bench -- --quick, with tiny counts, reports every server, route,
     t.strictSame(Object.keys(figures).sort(), ['idleHeapPerConnection', 'idleRss', 'idleRssPerConnection', 'pendingHeapPerHandshake', 'pendingRss'])
   }
   t.equal(result.budgets.length, 5)
-  t.strictSame(result.config, { rounds: 1, handshakes: 40, concurrency: 8, memory: 40, warmup: 50 })
+  // With 6 rounds the 95% interval of a median is the smallest and largest
+  // of the 6 per-round ratios (1/64 below the median falls outside it).
+  const cpu = (key: string) => result.throughput[key].rounds.map((sample: { cpuUs: number }) => sample.cpuUs) as number[]
+  const range = (values: number[]) => [Math.min(...values), Math.max(...values)]
+  const [accept, reject, rejectVsAccept, idle, pending] = result.budgets
+  t.strictSame(accept.ci, range(cpu('gate/accept').map((us, i) => us / cpu('fws/accept')[i])))
+  t.strictSame(reject.ci, range(cpu('gate/reject').map((us, i) => us / cpu('fws/reject')[i])))
+  t.strictSame(rejectVsAccept.ci, range(cpu('gate/reject').map((us, i) => us / cpu('gate/accept')[i])))
+  for (const budget of [accept, reject, rejectVsAccept]) {
+    t.equal(budget.met, budget.value <= budget.limit, `${budget.name}: met is the median against the limit`)
+    t.equal(budget.clear, budget.ci[1] <= budget.limit, `${budget.name}: clear is the interval against the limit`)
+  }
+  for (const budget of [idle, pending]) {
+    t.equal(budget.ci, null, `${budget.name}: a single figure has no interval`)
+    t.equal(budget.clear, budget.met)
+  }
+  t.strictSame(result.config, { rounds: 6, handshakes: 40, concurrency: 8, memory: 40, warmup: 50 })
 })

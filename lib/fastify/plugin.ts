@@ -213,7 +213,9 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     relay.emit('upgrade', req, socket, head)
     // Fastify answered at once, without hooks (its own 503 once close() has
     // begun, before our preClose ran): nothing else will close the socket.
-    if (upgrade.counted !== undefined && (socket as Socket).bytesWritten > 0) {
+    // An upgrade that reached a gated route (its route is known) was routed,
+    // so only the others need the socket's byte count, which is not free.
+    if (upgrade.counted !== undefined && upgrade.route === null && (socket as Socket).bytesWritten > 0) {
       release(upgrade)
       publish(upgrade, 'rejected', 503)
       closeAfter(socket, undefined, limits.timeout)
