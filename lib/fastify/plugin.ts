@@ -39,6 +39,8 @@ import type { FastifyWsGateOptions, HandshakeHandler } from './types.js'
 const kUpgrade = Symbol('fastify-ws-gate.upgrade')
 // Set on the server once the gate is installed on it.
 const kInstalled = Symbol('fastify-ws-gate.installed')
+// Set on an upgrade's socket while the upgrade counts against maxPendingHandshakes.
+const kCounted = Symbol('fastify-ws-gate.counted')
 // How long app.close() waits for a client to answer close code 1001.
 const CLOSE_GRACE = 2000
 
@@ -47,9 +49,7 @@ interface Upgrade extends Reported {
   /** The subprotocols the client offered. */
   offered: string[]
   /** While the upgrade counts against maxPendingHandshakes: its socket. */
-  counted: Duplex | undefined
-  /** The socket's close listener that releases it from the count. */
-  onClose: () => void
+  counted: CountedSocket | undefined
   /** What the client sent after its request head (ws reads it as frames). */
   head: Buffer
   /** Set when the handshake is accepted (or refused with a close frame): what goes into the 101. */
@@ -57,6 +57,10 @@ interface Upgrade extends Reported {
 }
 
 type RequestListener = (req: IncomingMessage, res: ServerResponse) => void
+
+interface CountedSocket extends Duplex {
+  [kCounted]?: Upgrade | undefined
+}
 
 interface GateRequest extends IncomingMessage {
   [kUpgrade]?: Upgrade
@@ -78,8 +82,18 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     const socket = upgrade.counted
     if (socket === undefined) return
     upgrade.counted = undefined
-    socket.removeListener('close', upgrade.onClose)
+    socket[kCounted] = undefined
     inflight--
+  }
+  // A client that leaves before any answer (in hooks, or while its handshake
+  // is pending). One listener for every upgrade, which stays on the socket
+  // once the upgrade is released: removing it would cost more than the call
+  // it saves when the connection ends, and it holds nothing.
+  function onCountedClose (this: CountedSocket): void {
+    const upgrade = this[kCounted]
+    if (upgrade === undefined) return
+    release(upgrade)
+    publish(upgrade, 'aborted', null)
   }
   let shed = 0
   // The gate owns the server's upgrade path, which is server-wide; from a
@@ -195,11 +209,6 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     const upgrade: Upgrade = {
       offered: checked,
       counted: socket,
-      // A client that leaves before any answer (in hooks, or while its handshake is pending).
-      onClose: () => {
-        release(upgrade)
-        publish(upgrade, 'aborted', null)
-      },
       head,
       accepted: undefined,
       route: null,
@@ -209,7 +218,8 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     }
     req[kUpgrade] = upgrade
     inflight++
-    socket.on('close', upgrade.onClose)
+    ;(socket as CountedSocket)[kCounted] = upgrade
+    socket.on('close', onCountedClose)
     relay.emit('upgrade', req, socket, head)
     // Fastify answered at once, without hooks (its own 503 once close() has
     // begun, before our preClose ran): nothing else will close the socket.
