@@ -149,12 +149,14 @@ async function main () {
     for (const [route, status] of ROUTES) await measure(server, `/${route}`, config.warmup, status)
   }
 
+  // Route by route, so that the measurements a ratio pairs (every server on
+  // one route) follow each other: the machine's speed drifts within seconds.
   const samples = {}
   for (let round = 0; round < config.rounds; round++) {
     const order = servers.map((_, i) => servers[(i + round) % servers.length])
     console.error(`round ${round + 1}/${config.rounds}: ${order.map((server) => server.key).join(' ')}`)
-    for (const server of order) {
-      for (const [route, status] of ROUTES) {
+    for (const [route, status] of ROUTES) {
+      for (const server of order) {
         const key = `${server.key}/${route}`
         ;(samples[key] ??= []).push(await measure(server, `/${route}`, config.handshakes, status))
       }
