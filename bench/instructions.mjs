@@ -5,6 +5,9 @@
 // and warm-up cancelled out. V8 runs in predictable mode (no background
 // threads, a fixed GC schedule, fixed seeds) and the load generator keeps one
 // handshake in flight, so the same code gives the same count, run after run.
+// Each count is also split into the optimising compiler, the garbage
+// collector and the rest (from callgrind_annotate), as the first two land in
+// a window by timing.
 //
 //   npm run bench:instructions          accept and reject, gate vs @fastify/websocket (about 20 minutes)
 //   flags: --handshakes N (default 3000) --base N (default 4000) --routes accept,reject
