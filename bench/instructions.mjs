@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { median } from './stats.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const { values: flags } = parseArgs({
@@ -94,8 +95,6 @@ function categories (out) {
   }
   return counts
 }
-
-const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
 
 const results = {}
 for (const route of flags.routes.split(',')) {

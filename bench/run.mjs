@@ -13,6 +13,7 @@ import { cpus, totalmem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
+import { median, medianInterval } from './stats.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 
@@ -95,28 +96,6 @@ function start (file, execArgv = [], core = SERVER_CORE, env = {}) {
   }
 }
 
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-}
-// A 95% confidence interval for the median of a sample, free of any
-// assumption about its distribution: the k-th smallest and k-th largest
-// values, with k the largest for which fewer than k of n values fall below the
-// median with probability ≤ 2.5% (binomial, p = 1/2). null below 6 values.
-function medianInterval (values) {
-  const sorted = [...values].sort((a, b) => a - b)
-  const n = sorted.length
-  let below = 0
-  let term = 0.5 ** n
-  let k = 0
-  while (below + term <= 0.025) {
-    below += term
-    term = term * (n - k) / (k + 1)
-    k++
-  }
-  return k === 0 ? null : [sorted[k - 1], sorted[n - k]]
-}
 const cpuOf = ({ cpu }) => cpu.user + cpu.system
 const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -235,11 +214,10 @@ async function main () {
 }
 
 function buildReport (throughput, memory, problems) {
-  const base = (route) => throughput[`${BASELINE}/${route}`]
   // Rounds drift (the machine is shared): a ratio is taken within each round,
   // between measurements made minutes apart at most, and the median reported.
-  const ratios = (key, route, field) => throughput[`${key}/${route}`].rounds.map((sample, i) => sample[field] / base(route).rounds[i][field])
-  const paired = (key, route, field) => median(ratios(key, route, field))
+  const ratios = (key, against, field) => throughput[key].rounds.map((sample, i) => sample[field] / throughput[against].rounds[i][field])
+  const paired = (key, route, field) => median(ratios(`${key}/${route}`, `${BASELINE}/${route}`, field))
   const lines = []
   const ratio = (value, against) => (value / against).toFixed(2)
   lines.push(`Handshakes: ${config.rounds} rounds × ${config.handshakes} per server and route, ${config.concurrency} in flight; medians. Ratios against ${BASELINE}: the median of the per-round ratios.${pin ? ' Servers pinned to core 0, load generator to core 1.' : ''}`)
@@ -264,14 +242,13 @@ function buildReport (throughput, memory, problems) {
     const m = memory[server.key]
     lines.push(`| ${server.name} | ${(m.idleRss / 2 ** 20).toFixed(1)} | ${ratio(m.idleRss, mb.idleRss)} | ${m.idleRssPerConnection.toFixed(0)} | ${m.idleHeapPerConnection.toFixed(0)} | ${(m.pendingRss / 2 ** 20).toFixed(1)} | ${m.pendingHeapPerHandshake.toFixed(0)} | ${ratio(m.pendingHeapPerHandshake, mb.pendingHeapPerHandshake)} |`)
   }
-  const gate = (route) => throughput[`gate/${route}`]
   // The CPU budgets are medians of per-round ratios: each comes with the 95%
   // interval of that median, which says whether the run can tell.
   const perRound = (ratioOf) => ({ value: median(ratioOf), ci: medianInterval(ratioOf) })
   const budgets = [
-    ['accept: CPU/handshake ≤ 1.05 × @fastify/websocket', perRound(ratios('gate', 'accept', 'cpuUs')), 1.05],
-    ['reject: CPU/handshake ≤ 1.00 × @fastify/websocket hook rejection', perRound(ratios('gate', 'reject', 'cpuUs')), 1.00],
-    ['reject below fastify-ws-gate\'s own accept', perRound(gate('reject').rounds.map((sample, i) => sample.cpuUs / gate('accept').rounds[i].cpuUs)), 1.00],
+    ['accept: CPU/handshake ≤ 1.05 × @fastify/websocket', perRound(ratios('gate/accept', `${BASELINE}/accept`, 'cpuUs')), 1.05],
+    ['reject: CPU/handshake ≤ 1.00 × @fastify/websocket hook rejection', perRound(ratios('gate/reject', `${BASELINE}/reject`, 'cpuUs')), 1.00],
+    ['reject below fastify-ws-gate\'s own accept', perRound(ratios('gate/reject', 'gate/accept', 'cpuUs')), 1.00],
     ['idle connections: RSS ≤ 1.05 × @fastify/websocket', { value: memory.gate.idleRss / mb.idleRss, ci: null }, 1.05],
     ['pending handshake: heap beyond Fastify\'s ≤ 4096 B', { value: memory.gate.pendingHeapPerHandshake - mb.pendingHeapPerHandshake, ci: null }, 4096]
   ].map(([name, { value, ci }, limit]) => ({ name, value, ci, limit, met: value <= limit, clear: ci === null ? value <= limit : ci[1] <= limit }))
