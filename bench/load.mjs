@@ -59,6 +59,11 @@ async function run ({ port, path, count, concurrency, keep = false, waitForHead 
 process.on('message', async (message) => {
   if (message.cmd === 'run') {
     process.send({ id: message.id, ...await run(message) })
+  } else if (message.cmd === 'runAll') {
+    // Every server at once, each with its own count and its own in-flight
+    // connections (bench/paired.mjs).
+    const results = await Promise.all(message.ports.map((port) => run({ ...message, port })))
+    process.send({ id: message.id, results })
   } else if (message.cmd === 'release') {
     for (const socket of held) socket.destroy()
     held = []

@@ -7,12 +7,12 @@
 //   npm run bench -- --quick     under a minute
 //   flags: --rounds N --handshakes N --concurrency N --memory N --servers a,b --out FILE
 //          --compare DIR   also fastify-ws-gate as built in another checkout (A/B work)
-import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
-import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { BASELINE, LOAD_CORE, pin, ROUTES, selectServers, start, startServer, cpuTime } from './harness.mjs'
 import { median, medianInterval } from './stats.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -40,86 +40,27 @@ const config = {
 }
 config.warmup = Math.max(50, Math.floor(config.handshakes / 5))
 
-const SERVERS = [
-  { key: 'gate', name: 'fastify-ws-gate', file: 'servers/gate.mjs' },
-  { key: 'fws', name: '@fastify/websocket + preValidation', file: 'servers/fastify-websocket.mjs' },
-  { key: 'ws', name: 'ws + verifyClient', file: 'servers/ws.mjs' },
-  { key: 'floor', name: 'node:http upgrade (floor)', file: 'servers/floor.mjs' }
-]
-const BASELINE = 'fws'
-// --servers gate,fws: a subset, for quick comparisons while profiling (the
-// baseline and fastify-ws-gate are always kept, the budgets need them).
-if (flags.servers !== undefined) {
-  const keep = new Set(['gate', BASELINE, ...flags.servers.split(',')])
-  SERVERS.splice(0, SERVERS.length, ...SERVERS.filter((server) => keep.has(server.key)))
-}
-// --compare DIR: fastify-ws-gate as built in another checkout (its dist/),
-// as one more server, for A/B work on a change.
-if (flags.compare !== undefined) {
-  SERVERS.splice(1, 0, { key: 'compare', name: `fastify-ws-gate (${flags.compare})`, file: 'servers/gate.mjs', env: { WS_GATE_MODULE: pathToFileURL(resolve(flags.compare, 'dist/index.js')).href } })
-}
-const ROUTES = [['accept', 101], ['reject', 401]]
+const SERVERS = selectServers({ keys: flags.servers, compare: flags.compare })
 
-// With taskset, servers run on core 0 and the load generator on core 1, so
-// that they do not take turns on the same core (the machine has two).
-const pin = spawnSync('taskset', ['-c', '0', 'true']).status === 0
-const SERVER_CORE = '0'
-const LOAD_CORE = '1'
-
-// A child process spoken to over IPC: each request gets the reply with its id.
-function start (file, execArgv = [], core = SERVER_CORE, env = {}) {
-  const node = [...execArgv, join(here, file)]
-  const [command, args] = pin ? ['taskset', ['-c', core, process.execPath, ...node]] : [process.execPath, node]
-  const child = spawn(command, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, ...env } })
-  let nextId = 0
-  const waiting = new Map()
-  const ready = new Promise((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`${file} exited with ${code}`)))
-    child.on('message', (message) => {
-      if (message.ready) resolve(message)
-      else {
-        waiting.get(message.id)?.(message)
-        waiting.delete(message.id)
-      }
-    })
-  })
-  return {
-    child,
-    ready,
-    ask (message) {
-      const id = ++nextId
-      return new Promise((resolve) => {
-        waiting.set(id, resolve)
-        child.send({ ...message, id })
-      })
-    }
-  }
-}
-
-const cpuOf = ({ cpu }) => cpu.user + cpu.system
 const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 async function main () {
   const load = start('load.mjs', [], LOAD_CORE)
   await load.ready
   const servers = []
-  for (const spec of SERVERS) {
-    const proc = start(spec.file, ['--expose-gc'], SERVER_CORE, spec.env)
-    const { port } = await proc.ready
-    servers.push({ ...spec, proc, port })
-  }
+  for (const spec of SERVERS) servers.push(await startServer(spec))
 
   const problems = []
   async function measure (server, path, count, expected) {
-    const before = await server.proc.ask({ cmd: 'cpu' })
+    const before = await cpuTime(server)
     const result = await load.ask({ cmd: 'run', port: server.port, path, count, concurrency: config.concurrency })
-    const after = await server.proc.ask({ cmd: 'cpu' })
+    const after = await cpuTime(server)
     if (result.statuses[expected] !== count) problems.push(`${server.key} ${path}: expected ${count} × ${expected}, got ${JSON.stringify(result.statuses)}`)
     return {
       rate: count / result.elapsedMs * 1000,
       p50: result.p50,
       p99: result.p99,
-      cpuUs: (cpuOf(after) - cpuOf(before)) / count
+      cpuUs: (after - before) / count
     }
   }
 
@@ -192,8 +133,7 @@ async function main () {
   // A fresh server, warmed up with a few handshakes of each kind so that
   // lazily loaded code is not counted as per-connection memory.
   async function withFresh (spec, measure) {
-    const proc = start(spec.file, ['--expose-gc'], SERVER_CORE, spec.env)
-    const { port } = await proc.ready
+    const { proc, port } = await startServer(spec)
     for (const [route] of ROUTES) await load.ask({ cmd: 'run', port, path: `/${route}`, count: 200, concurrency: 16 })
     const base = await proc.ask({ cmd: 'stats' })
     const result = await measure(proc, port, base)

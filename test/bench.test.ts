@@ -7,11 +7,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 
-t.test('npm run bench -- --quick, with tiny counts, reports every server, route, figure and budget, with the interval of each CPU ratio', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'ws-gate-bench-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const out = join(dir, 'result.json')
-  const child = spawn(process.execPath, ['bench/run.mjs', '--quick', '--rounds', '6', '--handshakes', '40', '--concurrency', '8', '--memory', '40', '--out', out], {
+// Runs a benchmark script to its end (killed after 90 s): its exit code and stdout.
+async function runScript (args: string[]): Promise<[number | null, string]> {
+  const child = spawn(process.execPath, args, {
     cwd: join(__dirname, '..'),
     env: { ...process.env, NODE_OPTIONS: '' },
     stdio: ['ignore', 'pipe', 'pipe']
@@ -20,8 +18,16 @@ t.test('npm run bench -- --quick, with tiny counts, reports every server, route,
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
   child.stderr.resume()
   const timer = setTimeout(() => child.kill(), 90_000)
-  const [code] = await once(child, 'exit')
+  const [code] = await once(child, 'exit') as [number | null]
   clearTimeout(timer)
+  return [code, stdout]
+}
+
+t.test('npm run bench -- --quick, with tiny counts, reports every server, route, figure and budget, with the interval of each CPU ratio', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ws-gate-bench-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const out = join(dir, 'result.json')
+  const [code, stdout] = await runScript(['bench/run.mjs', '--quick', '--rounds', '6', '--handshakes', '40', '--concurrency', '8', '--memory', '40', '--out', out])
   t.equal(code, 0, 'the harness exits 0 (all statuses as expected)')
   t.match(stdout, /\| fastify-ws-gate \| accept \|/)
   t.match(stdout, /\| budget \| value \| 95% interval \| limit \| met \| clear \|/)
@@ -55,4 +61,29 @@ t.test('npm run bench -- --quick, with tiny counts, reports every server, route,
     t.equal(budget.clear, budget.met)
   }
   t.strictSame(result.config, { rounds: 6, handshakes: 40, concurrency: 8, memory: 40, warmup: 50 })
+})
+
+t.test('npm run bench:paired, with tiny counts, reports each route\'s CPU ratios with intervals computed from its rounds', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ws-gate-paired-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const out = join(dir, 'result.json')
+  const [code, stdout] = await runScript(['bench/paired.mjs', '--sessions', '2', '--rounds', '3', '--handshakes', '40', '--concurrency', '8', '--out', out])
+  t.equal(code, 0, 'the script exits 0 (all statuses as expected)')
+  t.match(stdout, /\| fastify-ws-gate \| accept \| [\d.]+ \| [\d.]+ \| [\d.]+–[\d.]+ \|/)
+  const result = JSON.parse(readFileSync(out, 'utf8'))
+  t.strictSame(result.problems, [])
+  t.strictSame(result.config, { sessions: 2, rounds: 3, handshakes: 40, concurrency: 8, routes: ['accept', 'reject'], warmup: 50 })
+  t.strictSame(Object.keys(result.figures).sort(), ['fws/accept', 'fws/reject', 'gate/accept', 'gate/reject'])
+  for (const route of ['accept', 'reject']) {
+    const gate = result.figures[`gate/${route}`]
+    const base = result.figures[`fws/${route}`]
+    t.equal(gate.rounds.length, 6, `${route}: one sample per round of every session`)
+    t.ok(gate.rounds.every((us: number) => Number.isFinite(us) && us > 0), `${route}: CPU per handshake is a positive number`)
+    // Six rounds: the interval of the median is the smallest and largest ratio.
+    const ratios = gate.rounds.map((us: number, i: number) => us / base.rounds[i]) as number[]
+    t.strictSame(gate.ci, [Math.min(...ratios), Math.max(...ratios)], `${route}: the interval comes from the paired rounds`)
+    const sorted = [...ratios].sort((a, b) => a - b)
+    t.equal(gate.ratio, (sorted[2] + sorted[3]) / 2, `${route}: the ratio is the median of the paired rounds`)
+    t.equal(base.ratio, 1)
+  }
 })
