@@ -14,10 +14,11 @@ function routes (handshake: () => unknown) {
 
 for (const [kind, handshake] of [
   ['sync throw', () => { throw new Error('boom') }],
-  ['async rejection', async () => { throw new Error('boom') }]
+  ['async rejection', async () => { throw new Error('boom') }],
+  ['a thenable whose then() throws', () => ({ then () { throw new Error('boom') } })]
 ] as const) {
   t.test(`${kind}: Fastify's default error handler answers 500 and logs it`, async (t) => {
-    const { port, logs } = await start(t, routes(handshake))
+    const { app, port, logs } = await start(t, routes(handshake))
     const res = await rawExchange(port, upgradeRequest('/e'))
     const { statusLine, headerLines, body } = parseRaw(res.text)
     const expected = '{"statusCode":500,"error":"Internal Server Error","message":"boom"}'
@@ -30,6 +31,10 @@ for (const [kind, handshake] of [
     const errors = logs.filter((line) => line.level >= 50)
     t.equal(errors.length, 1)
     t.equal((errors[0].err as { message: string }).message, 'boom')
+    // The handshake was settled, so shutdown finds nothing pending to answer.
+    await app.close()
+    t.equal(logs.filter((line) => line.msg === 'handshake answered 503: the server is shutting down').length, 0)
+    t.equal(app.wsGate.pending, 0)
   })
 }
 

@@ -86,18 +86,24 @@ function discardBody (decision: unknown): void {
   if (isDecision(decision) && !isAccept(decision) && isStream(decision.body)) decision.body.destroy?.()
 }
 
-// Most async handlers settle within a few microtasks (a cache hit, a
-// synchronous check behind `async`). Watching costs a read on the socket and
-// four listeners, so it starts only for handshakes still pending a few
-// microtask turns later: after the handler's own promise has had its chance,
-// and without waiting for the event loop to come round (which costs a loop
-// iteration per handshake under load, measured at about 5% of a handshake).
+// Most async handlers settle at once (a cache hit, a synchronous check behind
+// `async`). Watching costs a read on the socket and four listeners, so it
+// starts only for handshakes still pending one microtask turn after the
+// decision's own reaction was queued: a promise already settled has been
+// applied by then. Not the event loop's next turn, which costs a loop
+// iteration per handshake under load (measured at about 5% of a handshake).
+// One shared callback and a first-in, first-out queue (as microtasks are)
+// rather than a closure per handshake. This was three turns: each costs a
+// promise and a job (docs/benchmarks.md has what one turn instead of three saved).
 const resolved = Promise.resolve()
-function noop (): void {}
+const toWatch: Handshake[] = []
+function watchNext (): void {
+  const handshake = toWatch.shift() as Handshake
+  if (handshake.pending) handshake.watch()
+}
 function watchSoon (handshake: Handshake): void {
-  resolved.then(noop).then(noop).then(() => {
-    if (handshake.pending) handshake.watch()
-  })
+  toWatch.push(handshake)
+  resolved.then(watchNext)
 }
 
 // What a handler sees of its handshake: the offered subprotocols and the
@@ -209,11 +215,18 @@ export class Handshake {
   /** Takes what a handler returned: a decision, or a promise of one. */
   decide (result: unknown): void {
     if (typeof (result as PromiseLike<unknown> | null)?.then === 'function') {
+      try {
+        ;(result as PromiseLike<unknown>).then(
+          (decision) => this.apply(decision),
+          (err: unknown) => this.fail(err)
+        )
+      } catch (err) {
+        // A thenable whose then() throws has failed, as `await` would say.
+        this.fail(err)
+        return
+      }
+      // After the reaction above, so that a settled promise is applied first.
       watchSoon(this)
-      ;(result as PromiseLike<unknown>).then(
-        (decision) => this.apply(decision),
-        (err: unknown) => this.fail(err)
-      )
     } else {
       this.apply(result)
     }
