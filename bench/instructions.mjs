@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { ROUTES as HARNESS_ROUTES, SERVERS as HARNESS_SERVERS } from './harness.mjs'
 import { median } from './stats.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -36,9 +37,9 @@ const { values: flags } = parseArgs({
 })
 const N = Number(flags.handshakes)
 const BASE = Number(flags.base)
-const ROUTES = { accept: 101, reject: 401 }
-const FILES = { gate: 'servers/gate.mjs', fws: 'servers/fastify-websocket.mjs', ws: 'servers/ws.mjs', floor: 'servers/floor.mjs' }
-const SERVERS = flags.servers.split(',').map((key) => [key, FILES[key]])
+const ROUTES = Object.fromEntries(HARNESS_ROUTES)
+const KNOWN = Object.fromEntries(HARNESS_SERVERS.map((server) => [server.key, server]))
+const SERVERS = flags.servers.split(',').map((key) => [key, KNOWN[key].file])
 const CONCURRENCY = Number(flags.concurrency)
 const REPEAT = Number(flags.repeat)
 // Everything V8 would otherwise vary from run to run: background threads,
@@ -115,13 +116,12 @@ for (const route of flags.routes.split(',')) {
   }
 }
 
-const NAMES = { gate: 'fastify-ws-gate', fws: '@fastify/websocket', ws: 'ws', floor: 'node:http (floor)' }
 const ratio = (value, baseline) => baseline === undefined ? null : Number((value / baseline).toFixed(3))
 const rows = Object.entries(results).map(([id, { perHandshake, spread, compiler, gc, rest }]) => {
   const [key, route] = id.split('/')
   const baseline = results[`fws/${route}`]
   return {
-    server: NAMES[key],
+    server: KNOWN[key].name,
     route,
     perHandshake: Math.round(perHandshake),
     spread: Number((spread * 100).toFixed(3)),

@@ -41,7 +41,7 @@ const config = {
 }
 config.warmup = Math.max(50, Math.floor(config.handshakes / 5))
 // Only the servers the budgets compare: each one more on the core adds noise.
-const SERVERS = selectServers({ keys: '', compare: flags.compare })
+const SERVERS = selectServers({ keys: 'gate,fws', compare: flags.compare })
 const routes = ROUTES.filter(([route]) => config.routes.includes(route))
 
 const load = start('load.mjs', [], LOAD_CORE)
