@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { ROUTES as HARNESS_ROUTES, SERVERS as HARNESS_SERVERS } from './harness.mjs'
+import { BASELINE, ROUTES as HARNESS_ROUTES, SERVERS as HARNESS_SERVERS } from './harness.mjs'
 import { median } from './stats.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -39,7 +39,10 @@ const N = Number(flags.handshakes)
 const BASE = Number(flags.base)
 const ROUTES = Object.fromEntries(HARNESS_ROUTES)
 const KNOWN = Object.fromEntries(HARNESS_SERVERS.map((server) => [server.key, server]))
-const SERVERS = flags.servers.split(',').map((key) => [key, KNOWN[key].file])
+const SERVERS = flags.servers.split(',').map((key) => {
+  if (KNOWN[key] === undefined) throw new Error(`--servers: unknown server ${JSON.stringify(key)} (known: ${Object.keys(KNOWN).join(', ')})`)
+  return [key, KNOWN[key].file]
+})
 const CONCURRENCY = Number(flags.concurrency)
 const REPEAT = Number(flags.repeat)
 // Everything V8 would otherwise vary from run to run: background threads,
@@ -119,7 +122,7 @@ for (const route of flags.routes.split(',')) {
 const ratio = (value, baseline) => baseline === undefined ? null : Number((value / baseline).toFixed(3))
 const rows = Object.entries(results).map(([id, { perHandshake, spread, compiler, gc, rest }]) => {
   const [key, route] = id.split('/')
-  const baseline = results[`fws/${route}`]
+  const baseline = results[`${BASELINE}/${route}`]
   return {
     server: KNOWN[key].name,
     route,

@@ -18,7 +18,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { BASELINE, cpuTime, LOAD_CORE, pin, ROUTES, selectServers, start, startServer } from './harness.mjs'
-import { median, medianInterval } from './stats.mjs'
+import { formatInterval, median, medianWithInterval } from './stats.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const { values: flags } = parseArgs({
@@ -43,6 +43,7 @@ config.warmup = Math.max(50, Math.floor(config.handshakes / 5))
 // Only the servers the budgets compare: each one more on the core adds noise.
 const SERVERS = selectServers({ keys: 'gate,fws', compare: flags.compare })
 const routes = ROUTES.filter(([route]) => config.routes.includes(route))
+if (routes.length !== config.routes.length) throw new Error(`--routes: expected a list of ${ROUTES.map(([route]) => route).join(', ')}, got ${flags.routes}`)
 
 const load = start('load.mjs', [], LOAD_CORE)
 await load.ready
@@ -92,10 +93,9 @@ for (const [route] of routes) {
   const base = samples[route][BASELINE]
   for (const { key, name } of SERVERS) {
     const cpu = samples[route][key]
-    const ratios = cpu.map((us, i) => us / base[i])
-    const ci = medianInterval(ratios)
-    figures[`${key}/${route}`] = { cpuUs: median(cpu), ratio: median(ratios), ci, rounds: cpu }
-    lines.push(`| ${name} | ${route} | ${median(cpu).toFixed(1)} | ${median(ratios).toFixed(3)} | ${ci === null ? '–' : `${ci[0].toFixed(3)}–${ci[1].toFixed(3)}`} |`)
+    const { value: ratio, ci } = medianWithInterval(cpu.map((us, i) => us / base[i]))
+    figures[`${key}/${route}`] = { cpuUs: median(cpu), ratio, ci, rounds: cpu }
+    lines.push(`| ${name} | ${route} | ${median(cpu).toFixed(1)} | ${ratio.toFixed(3)} | ${formatInterval(ci, 3)} |`)
   }
 }
 if (problems.length > 0) lines.push('', 'Problems:', ...problems.map((p) => `- ${p}`))

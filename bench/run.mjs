@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { BASELINE, LOAD_CORE, pin, ROUTES, selectServers, start, startServer, cpuTime } from './harness.mjs'
-import { median, medianInterval } from './stats.mjs'
+import { formatInterval, median, medianWithInterval } from './stats.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 
@@ -184,11 +184,10 @@ function buildReport (throughput, memory, problems) {
   }
   // The CPU budgets are medians of per-round ratios: each comes with the 95%
   // interval of that median, which says whether the run can tell.
-  const perRound = (ratioOf) => ({ value: median(ratioOf), ci: medianInterval(ratioOf) })
   const budgets = [
-    ['accept: CPU/handshake ≤ 1.05 × @fastify/websocket', perRound(ratios('gate/accept', `${BASELINE}/accept`, 'cpuUs')), 1.05],
-    ['reject: CPU/handshake ≤ 1.00 × @fastify/websocket hook rejection', perRound(ratios('gate/reject', `${BASELINE}/reject`, 'cpuUs')), 1.00],
-    ['reject below fastify-ws-gate\'s own accept', perRound(ratios('gate/reject', 'gate/accept', 'cpuUs')), 1.00],
+    ['accept: CPU/handshake ≤ 1.05 × @fastify/websocket', medianWithInterval(ratios('gate/accept', `${BASELINE}/accept`, 'cpuUs')), 1.05],
+    ['reject: CPU/handshake ≤ 1.00 × @fastify/websocket hook rejection', medianWithInterval(ratios('gate/reject', `${BASELINE}/reject`, 'cpuUs')), 1.00],
+    ['reject below fastify-ws-gate\'s own accept', medianWithInterval(ratios('gate/reject', 'gate/accept', 'cpuUs')), 1.00],
     ['idle connections: RSS ≤ 1.05 × @fastify/websocket', { value: memory.gate.idleRss / mb.idleRss, ci: null }, 1.05],
     ['pending handshake: heap beyond Fastify\'s ≤ 4096 B', { value: memory.gate.pendingHeapPerHandshake - mb.pendingHeapPerHandshake, ci: null }, 4096]
   ].map(([name, { value, ci }, limit]) => ({ name, value, ci, limit, met: value <= limit, clear: ci === null ? value <= limit : ci[1] <= limit }))
@@ -198,8 +197,7 @@ function buildReport (throughput, memory, problems) {
   lines.push('| budget | value | 95% interval | limit | met | clear |')
   lines.push('|---|---:|---:|---:|---|---|')
   for (const b of budgets) {
-    const ci = b.ci === null ? '–' : `${b.ci[0].toFixed(2)}–${b.ci[1].toFixed(2)}`
-    lines.push(`| ${b.name} | ${b.value.toFixed(2)} | ${ci} | ${b.limit} | ${b.met ? 'yes' : 'NO'} | ${b.clear ? 'yes' : 'no'} |`)
+    lines.push(`| ${b.name} | ${b.value.toFixed(2)} | ${formatInterval(b.ci, 2)} | ${b.limit} | ${b.met ? 'yes' : 'NO'} | ${b.clear ? 'yes' : 'no'} |`)
   }
   if (problems.length > 0) lines.push('', 'Problems:', ...problems.map((p) => `- ${p}`))
   return {

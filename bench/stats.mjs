@@ -26,3 +26,13 @@ export function medianInterval (values) {
   }
   return k === 0 ? null : [sorted[k - 1], sorted[n - k]]
 }
+
+/** The median of a sample with its 95% interval (null below 6 values). */
+export function medianWithInterval (values) {
+  return { value: median(values), ci: medianInterval(values) }
+}
+
+/** An interval as `low–high`, or '–' when there is none. */
+export function formatInterval (ci, digits) {
+  return ci === null ? '–' : `${ci[0].toFixed(digits)}–${ci[1].toFixed(digits)}`
+}
