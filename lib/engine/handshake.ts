@@ -33,6 +33,8 @@ export interface HandshakeLogger {
 
 /** What a face provides: the parts of a handshake that depend on the framework. */
 export interface HandshakeFace {
+  /** Where the handshake logs (a request's logger). */
+  readonly log: HandshakeLogger
   /** Writes the 101 and starts the connection (the face owns the WebSocket server). `headers` is read-only: it may be shared. */
   upgrade (protocol: string | undefined, headers: HeaderPairs): void
   /** Writes the refusal's 101 and closes the connection at once with its code; the application's connection handler never runs. */
@@ -41,6 +43,8 @@ export interface HandshakeFace {
   error (err: unknown): void
   /** Called once, just before the engine writes a response of its own. */
   takeover (): void
+  /** Told of the outcome once, when the handshake settles (observability). */
+  settled (state: HandshakeState, status: number | undefined): void
 }
 
 export interface HandshakeContext {
@@ -50,21 +54,27 @@ export interface HandshakeContext {
   readonly protocols: readonly string[]
 }
 
-export interface HandshakeOptions {
-  /** The subprotocols the client offered. */
-  protocols: readonly string[]
+/**
+ * What the handshakes of one route share, made once for the route: a
+ * handshake is made for every upgrade, and keeps only a reference to these.
+ */
+export interface HandshakeSettings {
   /** Milliseconds before a pending decision is answered 503; 0 for never. */
-  timeout: number
-  log: HandshakeLogger
-  face: HandshakeFace
+  readonly timeout: number
   /** Caps on the responses the engine writes. */
-  limits: DenialLimits
-  /** reject() decisions go out as a 101 and a close frame (rejectVia 'close-frame') instead of an HTTP response. */
-  closeFrame?: boolean
+  readonly limits: DenialLimits
   /** Where pending handshakes are kept (for shutdown): added here, removed once settled. */
-  registry: HandshakeRegistry
-  /** Told of the outcome once, when the handshake settles (observability). */
-  report?: (state: HandshakeState, status: number | undefined) => void
+  readonly registry: HandshakeRegistry
+}
+
+// What only a watched handshake needs (most settle before anything needs
+// watching): its socket listeners, its timer and what the client sent early.
+interface Watching {
+  readonly data: (chunk: Buffer) => void
+  readonly gone: () => void
+  timer: NodeJS.Timeout | undefined
+  early: Buffer[] | undefined
+  earlyBytes: number
 }
 
 export type HandshakeState = 'pending' | 'accepted' | 'denied' | 'refused' | 'failed' | 'timed-out' | 'shut-down' | 'gone'
@@ -145,36 +155,30 @@ export class HandshakeRegistry {
 export class Handshake {
   readonly protocols: readonly string[]
   /** Told when the client leaves or the handshake times out, for faces whose application must hear of it (ASGI). */
-  onAbandoned: ((reason: Error) => void) | undefined
+  onAbandoned: ((reason: Error) => void) | undefined = undefined
   readonly #socket: Duplex
   readonly #face: HandshakeFace
-  readonly #log: HandshakeLogger
-  readonly #timeout: number
-  readonly #limits: DenialLimits
+  readonly #settings: HandshakeSettings
   readonly #closeFrame: boolean
-  readonly #registry: HandshakeRegistry
   #previous: Handshake | undefined = undefined
   #next: Handshake | undefined = undefined
-  readonly #report: ((state: HandshakeState, status: number | undefined) => void) | undefined
   #state: HandshakeState = 'pending'
-  #controller: AbortController | undefined
-  #abortReason: Error | undefined
-  #timer: NodeJS.Timeout | undefined
-  /** While watching: the socket listeners. */
-  #listeners: { data: (chunk: Buffer) => void, gone: () => void } | undefined
-  #early: Buffer[] | undefined
-  #earlyBytes = 0
+  #controller: AbortController | undefined = undefined
+  #abortReason: Error | undefined = undefined
+  #watching: Watching | undefined = undefined
 
-  constructor (socket: Duplex, options: HandshakeOptions) {
+  /**
+   * A pending handshake on `socket`, whose client offered `protocols`.
+   * `closeFrame`: reject() decisions go out as a 101 and a close frame
+   * (rejectVia 'close-frame') instead of an HTTP response.
+   */
+  constructor (socket: Duplex, protocols: readonly string[], face: HandshakeFace, settings: HandshakeSettings, closeFrame: boolean) {
     this.#socket = socket
-    this.protocols = options.protocols
-    this.#timeout = options.timeout
-    this.#log = options.log
-    this.#face = options.face
-    this.#limits = options.limits
-    this.#closeFrame = options.closeFrame === true
-    this.#report = options.report
-    const registry = this.#registry = options.registry
+    this.protocols = protocols
+    this.#face = face
+    this.#settings = settings
+    this.#closeFrame = closeFrame
+    const registry = settings.registry
     const next = registry.first
     if (next !== undefined) next.#previous = this
     this.#next = next
@@ -187,7 +191,7 @@ export class Handshake {
   #leaveRegistry (): void {
     const previous = this.#previous
     const next = this.#next
-    if (previous === undefined) this.#registry.first = next
+    if (previous === undefined) this.#settings.registry.first = next
     else previous.#next = next
     if (next !== undefined) next.#previous = previous
     this.#previous = this.#next = undefined
@@ -253,8 +257,8 @@ export class Handshake {
   applyOrThrow (decision: unknown): void {
     if (!isDecision(decision)) throw new FST_WS_GATE_INVALID_DECISION(describe(decision))
     if (!isAccept(decision)) {
-      if (this.#closeFrame) this.refuse(prepareRefusal(decision, this.protocols, this.#limits))
-      else this.deny(prepareDenial(decision, this.#limits))
+      if (this.#closeFrame) this.refuse(prepareRefusal(decision, this.protocols, this.#settings.limits))
+      else this.deny(prepareDenial(decision, this.#settings.limits))
       return
     }
     const protocol = this.#checkProtocol(decision.protocol)
@@ -267,8 +271,8 @@ export class Handshake {
   deny (denial: Denial): void {
     this.#settle('denied', denial.status)
     this.#face.takeover()
-    this.#log.debug({ statusCode: denial.status }, 'handshake rejected')
-    writeDenial(this.#socket, denial, this.#log, this.#limits)
+    this.#face.log.debug({ statusCode: denial.status }, 'handshake rejected')
+    writeDenial(this.#socket, denial, this.#face.log, this.#settings.limits)
   }
 
   /** Whether reject() decisions go out as close frames (rejectVia), for faces that build refusals themselves. */
@@ -279,14 +283,14 @@ export class Handshake {
   /** Completes the handshake and closes at once with the refusal's code (rejectVia 'close-frame'). */
   refuse (refusal: Refusal): void {
     this.#settle('refused', refusal.status)
-    this.#log.debug({ statusCode: refusal.status, closeCode: refusal.code }, 'handshake rejected with a close frame')
+    this.#face.log.debug({ statusCode: refusal.status, closeCode: refusal.code }, 'handshake rejected with a close frame')
     this.#face.refuse(refusal)
   }
 
   /** The application failed before deciding: the face reports it. */
   fail (err: unknown): void {
     if (this.#state !== 'pending') {
-      this.#log.debug({ err, state: this.#state }, 'handshake handler failed after the handshake was settled')
+      this.#face.log.debug({ err, state: this.#state }, 'handshake handler failed after the handshake was settled')
       return
     }
     this.#settle('failed', undefined)
@@ -309,19 +313,19 @@ export class Handshake {
     // The answer has already started (a 'connection' listener threw while
     // the 101 went out): no more bytes can be written, so the connection is cut.
     if (this.#state !== 'pending') {
-      this.#log.error({ err, state: this.#state }, 'handshake failed after its answer was written')
+      this.#face.log.error({ err, state: this.#state }, 'handshake failed after its answer was written')
       this.#socket.destroy()
       return
     }
     this.#settle('failed', 500)
     this.#face.takeover()
-    this.#log.error({ err }, 'invalid handshake decision')
-    sendError(this.#socket, INTERNAL_ERROR, [], this.#limits)
+    this.#face.log.error({ err }, 'invalid handshake decision')
+    sendError(this.#socket, INTERNAL_ERROR, [], this.#settings.limits)
   }
 
   #late (decision: unknown): void {
     discardBody(decision)
-    this.#log.debug({ state: this.#state }, 'late handshake decision dropped')
+    this.#face.log.debug({ state: this.#state }, 'late handshake decision dropped')
   }
 
   /**
@@ -335,77 +339,81 @@ export class Handshake {
       this.#gone()
       return
     }
-    // The listeners are made here, not with the handshake: most handshakes
-    // settle before anything needs watching.
-    const listeners = this.#listeners = {
-      data: (chunk: Buffer) => { this.#onData(chunk) },
-      gone: () => { this.#gone() }
+    // Made here, not with the handshake: most handshakes settle before
+    // anything needs watching.
+    const watching: Watching = this.#watching = {
+      data: (chunk: Buffer) => { this.#onData(watching, chunk) },
+      gone: () => { this.#gone() },
+      timer: undefined,
+      early: undefined,
+      earlyBytes: 0
     }
-    socket.on('data', listeners.data)
-    socket.on('end', listeners.gone)
-    socket.on('close', listeners.gone)
-    socket.on('error', listeners.gone)
-    if (this.#timeout > 0) {
-      this.#timer = setTimeout(() => { this.#timedOut() }, this.#timeout)
-      this.#timer.unref()
+    socket.on('data', watching.data)
+    socket.on('end', watching.gone)
+    socket.on('close', watching.gone)
+    socket.on('error', watching.gone)
+    const { timeout } = this.#settings
+    if (timeout > 0) {
+      watching.timer = setTimeout(() => { this.#timedOut() }, timeout)
+      watching.timer.unref()
     }
   }
 
   #settle (state: HandshakeState, status: number | undefined): void {
     this.#state = state
     this.#leaveRegistry()
-    this.#report?.(state, status)
-    const listeners = this.#listeners
-    if (listeners === undefined) return
-    this.#listeners = undefined
-    clearTimeout(this.#timer)
+    this.#face.settled(state, status)
+    const watching = this.#watching
+    if (watching === undefined) return
+    this.#watching = undefined
+    clearTimeout(watching.timer)
     const socket = this.#socket
-    socket.removeListener('end', listeners.gone)
-    socket.removeListener('close', listeners.gone)
-    socket.removeListener('error', listeners.gone)
+    socket.removeListener('end', watching.gone)
+    socket.removeListener('close', watching.gone)
+    socket.removeListener('error', watching.gone)
     if (state === 'accepted' || state === 'refused') {
       // Hand the stream over exactly as Node left it after 'upgrade': not
       // flowing, early bytes first, so the WebSocket reads them as frames.
       socket.pause()
-      socket.removeListener('data', listeners.data)
-      if (this.#early !== undefined) socket.unshift(Buffer.concat(this.#early))
+      socket.removeListener('data', watching.data)
+      if (watching.early !== undefined) socket.unshift(Buffer.concat(watching.early))
       ;(socket as { readableFlowing: boolean | null }).readableFlowing = null
     } else {
-      socket.removeListener('data', listeners.data)
+      socket.removeListener('data', watching.data)
     }
-    this.#early = undefined
   }
 
-  #onData (chunk: Buffer): void {
-    this.#earlyBytes += chunk.length
-    if (this.#earlyBytes > MAX_EARLY_BYTES) {
+  #onData (watching: Watching, chunk: Buffer): void {
+    watching.earlyBytes += chunk.length
+    if (watching.earlyBytes > MAX_EARLY_BYTES) {
       this.#gone('client sent too much data before the handshake was decided')
       return
     }
-    (this.#early ??= []).push(chunk)
+    (watching.early ??= []).push(chunk)
   }
 
   #gone (message = 'client closed the connection during the handshake'): void {
     this.#abort('gone', new FST_WS_GATE_CLIENT_CLOSED())
     this.#socket.destroy()
-    this.#log.debug({}, message)
+    this.#face.log.debug({}, message)
   }
 
   #timedOut (): void {
-    this.#log.warn({ timeout: this.#timeout }, 'handshake timed out')
-    this.#unavailable('timed-out', new FST_WS_GATE_HANDSHAKE_TIMEOUT(this.#timeout))
+    const { timeout } = this.#settings
+    this.#face.log.warn({ timeout }, 'handshake timed out')
+    this.#unavailable('timed-out', new FST_WS_GATE_HANDSHAKE_TIMEOUT(timeout))
   }
 
   /** The server is closing: a pending handshake (one still in the registry) is answered 503 with Retry-After. */
   shutdown (): void {
-    this.#log.debug({}, 'handshake answered 503: the server is shutting down')
+    this.#face.log.debug({}, 'handshake answered 503: the server is shutting down')
     this.#unavailable('shut-down', new FST_WS_GATE_SHUTTING_DOWN())
   }
 
   #unavailable (state: HandshakeState, err: Error & { statusCode: number, code: string }): void {
     this.#abort(state, err, 503)
     this.#face.takeover()
-    sendError(this.#socket, err, RETRY_LATER, this.#limits)
+    sendError(this.#socket, err, RETRY_LATER, this.#settings.limits)
   }
 
   #abort (state: HandshakeState, reason: Error, status?: number): void {

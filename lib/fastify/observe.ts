@@ -47,10 +47,9 @@ export function started (): number {
   return performance.now()
 }
 
-/** The engine's report hook for an upgrade's handshake, or undefined when nobody listens. */
-export function reporter (upgrade: Reported): ((state: HandshakeState, status: number | undefined) => void) | undefined {
-  if (!channel.hasSubscribers) return undefined
-  return (state, status) => { publish(upgrade, OUTCOMES[state as Exclude<HandshakeState, 'pending'>], status ?? null) }
+/** Publishes the outcome of an upgrade's handshake, as the engine settled it. */
+export function publishSettled (upgrade: Reported, state: HandshakeState, status: number | undefined): void {
+  publish(upgrade, OUTCOMES[state as Exclude<HandshakeState, 'pending'>], status ?? null)
 }
 
 /** Publishes the upgrade's outcome, the first time only. */

@@ -23,50 +23,35 @@ import {
   FST_WS_GATE_REGISTRATION, FST_WS_GATE_SHUTTING_DOWN
 } from '../errors.js'
 import { describe } from '../engine/denial.js'
-import { Handshake, HandshakeRegistry, type HandshakeFace } from '../engine/handshake.js'
+import { Handshake, HandshakeRegistry, type HandshakeFace, type HandshakeSettings, type HandshakeState } from '../engine/handshake.js'
 import { checkRejectVia, closesWithFrame, type Refusal } from '../engine/refusal.js'
 import { injectUpgrade, type InjectHandshakeOptions } from '../engine/inject.js'
 import type { OriginCheck } from '../engine/origin.js'
-import { publish, publishEarly, reporter, started, type Reported } from './observe.js'
+import { publish, publishEarly, publishSettled, started, type Reported } from './observe.js'
 import { checkTimeout, originsOption, settings } from './options.js'
 import { kDrivesEngine } from './driver.js'
 import { closeAfter, errorBody, guard, isStatusMessage, JSON_TYPE, RETRY_LATER, sendError, type DenialLimits, type HeaderPairs } from '../engine/http.js'
 import { checkUpgrade, isWebSocketUpgrade } from '../engine/request.js'
 import type { FastifyWsGateOptions, HandshakeHandler } from './types.js'
 
-// Set by our 'upgrade' listener on requests that passed the checks; its
-// presence marks a WebSocket upgrade. One object, one property on the request.
+// Set by our 'upgrade' listener on the socket of a request that passed the
+// checks, until its 101 (a socket answered otherwise is closed): its presence
+// marks a WebSocket upgrade. One object, one property, on the socket rather
+// than the request, as the socket's 'close' listener needs it too.
 const kUpgrade = Symbol('fastify-ws-gate.upgrade')
 // Set on the server once the gate is installed on it.
 const kInstalled = Symbol('fastify-ws-gate.installed')
-// Set on an upgrade's socket while the upgrade counts against maxPendingHandshakes.
-const kCounted = Symbol('fastify-ws-gate.counted')
 // How long app.close() waits for a client to answer close code 1001.
 const CLOSE_GRACE = 2000
 
-// What the gate knows of one upgrade, from its checks to its answer.
-interface Upgrade extends Reported {
-  /** The subprotocols the client offered. */
-  offered: string[]
-  /** While the upgrade counts against maxPendingHandshakes: its socket. */
-  counted: CountedSocket | undefined
-  /** What the client sent after its request head (ws reads it as frames). */
-  head: Buffer
-  /** Set when the handshake is accepted (or refused with a close frame): what goes into the 101. */
-  accepted: { protocol: string | undefined, headers: HeaderPairs } | undefined
-}
-
 type RequestListener = (req: IncomingMessage, res: ServerResponse) => void
 
-interface CountedSocket extends Duplex {
-  [kCounted]?: Upgrade | undefined
+interface GateSocket extends Duplex {
+  [kUpgrade]?: Upgrade | undefined
 }
 
-interface GateRequest extends IncomingMessage {
-  [kUpgrade]?: Upgrade
-}
-
-const upgradeOf = (request: FastifyRequest): Upgrade | undefined => (request.raw as GateRequest)[kUpgrade]
+// @fastify/websocket's injectWS() makes requests without a socket.
+const upgradeOf = (req: IncomingMessage): Upgrade | undefined => (req.socket as GateSocket | undefined)?.[kUpgrade]
 
 const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyWsGate (fastify, options) {
   const { handshakeTimeout, maxPendingHandshakes, limits, origins, rejectVia } = settings(options)
@@ -79,21 +64,18 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   // socket closes.
   let inflight = 0
   const release = (upgrade: Upgrade): void => {
-    const socket = upgrade.counted
-    if (socket === undefined) return
-    upgrade.counted = undefined
-    socket[kCounted] = undefined
+    if (!upgrade.counted) return
+    upgrade.counted = false
     inflight--
   }
   // A client that leaves before any answer (in hooks, or while its handshake
-  // is pending). One listener for every upgrade, which stays on the socket
-  // once the upgrade is released and then holds nothing: a closure and a
-  // removeListener per upgrade cost about 3,500 instructions per accepted
-  // handshake; leaving it costs about 150 B per accepted connection (the
-  // socket's 'close' listeners become an array). docs/benchmarks.md has both.
-  function onCountedClose (this: CountedSocket): void {
-    const upgrade = this[kCounted]
-    if (upgrade === undefined) return
+  // is pending). One function for every upgrade rather than a closure each;
+  // on a socket answered otherwise than by a 101 it stays, as the socket is
+  // closing (the upgrade was released, so it does nothing), and the 101
+  // removes it (docs/benchmarks.md: what leaving it cost an accepted connection).
+  function onCountedClose (this: GateSocket): void {
+    const upgrade = this[kUpgrade]
+    if (upgrade === undefined || !upgrade.counted) return
     release(upgrade)
     publish(upgrade, 'aborted', null)
   }
@@ -162,6 +144,10 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     await new Promise((resolve) => wss.close(resolve))
   }
 
+  // @fastify/websocket's listener (and any moved from the server), called directly.
+  const forward = relay.listeners('upgrade') as Array<(req: IncomingMessage, socket: Duplex, head: Buffer) => void>
+  const wss = fastify.websocketServer
+  const gate: GateParts = { release, wss, limits }
   server.on('upgrade', onUpgrade)
   // `Upgrade: websocket` without `Connection: upgrade` is not an upgrade to
   // Node, which sends it down the ordinary request path. It is a malformed
@@ -188,7 +174,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     for (const handler of handlers) handler.call(this, req, res)
   }
 
-  function onUpgrade (req: GateRequest, socket: Duplex, head: Buffer): void {
+  function onUpgrade (req: IncomingMessage, socket: GateSocket, head: Buffer): void {
     const checked = checkUpgrade(req)
     if (!Array.isArray(checked)) {
       fastify.log.debug({ statusCode: checked.error.statusCode, reason: checked.error.message }, 'malformed WebSocket upgrade request')
@@ -208,26 +194,17 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       sendError(socket, new FST_WS_GATE_OVERLOADED(maxPendingHandshakes), RETRY_LATER, limits)
       return
     }
-    const upgrade: Upgrade = {
-      offered: checked,
-      counted: socket,
-      head,
-      accepted: undefined,
-      route: null,
-      url: req.url as string,
-      started: started(),
-      reported: false
-    }
-    req[kUpgrade] = upgrade
+    const upgrade = new Upgrade(req.url as string, checked, head, gate)
+    socket[kUpgrade] = upgrade
     inflight++
-    ;(socket as CountedSocket)[kCounted] = upgrade
     socket.on('close', onCountedClose)
-    relay.emit('upgrade', req, socket, head)
+    // What relay.emit() would do, without its arguments array per upgrade.
+    for (let i = 0; i < forward.length; i++) forward[i].call(relay, req, socket, head)
     // Fastify answered at once, without hooks (its own 503 once close() has
     // begun, before our preClose ran): nothing else will close the socket.
     // An upgrade that reached a gated route (its route is known) was routed,
     // so only the others need the socket's byte count, which is not free.
-    if (upgrade.counted !== undefined && upgrade.route === null && (socket as Socket).bytesWritten > 0) {
+    if (upgrade.counted && upgrade.route === null && (socket as Socket).bytesWritten > 0) {
       release(upgrade)
       publish(upgrade, 'rejected', 503)
       closeAfter(socket, undefined, limits.timeout)
@@ -236,26 +213,26 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
 
   // The 101 is written by ws; these two hooks make it carry what the route's
   // decision said. Requests without a decision keep ws's behaviour.
-  const wss = fastify.websocketServer
-  const gate: GateParts = { release, wss, limits }
   const chooseProtocol = wss.options.handleProtocols
-  wss.options.handleProtocols = (protocols: Set<string>, req: GateRequest) => {
-    const accepted = req[kUpgrade]?.accepted
-    if (accepted !== undefined) return accepted.protocol ?? false
+  wss.options.handleProtocols = (protocols: Set<string>, req: IncomingMessage) => {
+    const upgrade = upgradeOf(req)
+    if (upgrade?.acceptedHeaders !== undefined) return upgrade.acceptedProtocol ?? false
     return chooseProtocol != null ? chooseProtocol(protocols, req) : protocols.values().next().value as string
   }
-  wss.on('headers', (lines: string[], req: GateRequest) => {
+  wss.on('headers', (lines: string[], req: IncomingMessage) => {
     // @fastify/websocket's injectWS() upgrades without passing our listener.
-    const upgrade = req[kUpgrade]
+    const upgrade = upgradeOf(req)
     if (upgrade === undefined) return
-    // The request lives as long as the connection; what the gate knew of its
+    // The socket lives as long as the connection; what the gate knew of its
     // upgrade need not (nothing reads it after the 101).
-    req[kUpgrade] = undefined
+    const socket = req.socket as GateSocket
+    socket[kUpgrade] = undefined
+    socket.removeListener('close', onCountedClose)
     release(upgrade)
     // A route without handshake: its 101 is its outcome (the engine reported the others).
     publish(upgrade, 'accepted', 101)
-    const accepted = upgrade.accepted
-    if (accepted !== undefined) for (const [name, value] of accepted.headers) lines.push(`${name}: ${value}`)
+    const headers = upgrade.acceptedHeaders
+    if (headers !== undefined) for (let i = 0; i < headers.length; i++) lines.push(`${headers[i][0]}: ${headers[i][1]}`)
   })
 
   // Replies sent through Fastify to an upgrade request (an auth hook's 401, the
@@ -263,7 +240,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   // must not be what a denial can never be: a 1xx (a bare 101 would tell the
   // client it connected), or a status message that would corrupt the head.
   fastify.addHook('onSend', (request, reply, payload, done) => {
-    const upgrade = upgradeOf(request)
+    const upgrade = upgradeOf(request.raw)
     if (upgrade === undefined) {
       done(null, payload)
       return
@@ -293,7 +270,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   // The gate's own answer to an upgrade, outside the engine.
   function deny (request: FastifyRequest, reply: FastifyReply, err: Error & { statusCode: number, code: string }, extra: HeaderPairs = []): void {
     reply.hijack()
-    const upgrade = upgradeOf(request) as Upgrade
+    const upgrade = upgradeOf(request.raw) as Upgrade
     release(upgrade)
     upgrade.route = request.routeOptions.url as string
     publish(upgrade, 'rejected', err.statusCode)
@@ -332,7 +309,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     const next = route.handler as RouteHandlerMethod
     if (!isWebSocket) {
       route.handler = function notWebSocket (this: FastifyInstance, request, reply) {
-        if (upgradeOf(request) === undefined) return next.call(this, request, reply)
+        if (upgradeOf(request.raw) === undefined) return next.call(this, request, reply)
         request.log.debug({ statusCode: 400 }, 'upgrade request to a route without a WebSocket handler')
         deny(request, reply, new FST_WS_GATE_NOT_WEBSOCKET_ROUTE(request.method, request.routeOptions.url))
       }
@@ -340,14 +317,14 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     }
     // Without a handshake or an origin check, a WebSocket route is @fastify/websocket's own.
     if (handshake === undefined && originCheck === null) return
-    const timeout = routeTimeout ?? handshakeTimeout
+    const settings: HandshakeSettings = { timeout: routeTimeout ?? handshakeTimeout, limits, registry: pending }
     const via = routeRejectVia ?? rejectVia
     // The route's URL pattern, for events: read from Fastify once, as every
     // other event reads it (request.routeOptions builds a new object on every read).
     let pattern: string | undefined
     const drivesEngine = handshake !== undefined && kDrivesEngine in handshake
     route.handler = function gated (this: FastifyInstance, request, reply) {
-      const upgrade = upgradeOf(request)
+      const upgrade = upgradeOf(request.raw)
       if (upgrade === undefined) return next.call(this, request, reply)
       // Upgrades still in hooks when close() began are answered like pending ones.
       if (closing) {
@@ -359,11 +336,9 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
         return
       }
       if (handshake === undefined) return next.call(this, request, reply)
-      const face = new FastifyFace(this, next, request, reply, upgrade, gate)
       upgrade.route = pattern ??= request.routeOptions.url as string
-      const report = reporter(upgrade)
-      const closeFrame = closesWithFrame(via, request.headers)
-      const engine = new Handshake(request.raw.socket, { protocols: upgrade.offered, timeout, log: request.log, face, limits, registry: pending, report, closeFrame })
+      upgrade.handle(this, next, request, reply)
+      const engine = new Handshake(request.raw.socket, upgrade.offered, upgrade, settings, closesWithFrame(via, request.headers))
       if (drivesEngine) (handshake as unknown as (request: FastifyRequest, gate: Handshake) => void).call(this, request, engine)
       else runHandshake(this, handshake, engine, request)
     } as RouteOptions['handler']
@@ -377,30 +352,52 @@ interface GateParts {
   limits: DenialLimits
 }
 
-// The engine's hooks into Fastify for one handshake. A class rather than an
-// object of closures: it is made for every gated upgrade.
-class FastifyFace implements HandshakeFace {
-  readonly #instance: FastifyInstance
-  readonly #next: RouteHandlerMethod
-  readonly #request: FastifyRequest
-  readonly #reply: FastifyReply
-  readonly #upgrade: Upgrade
+// What the gate knows of one upgrade, from its checks to its answer. On a
+// route with `handshake` it is also the engine's face in Fastify: one object
+// per upgrade rather than two, as it is made for every upgrade.
+class Upgrade implements Reported, HandshakeFace {
+  /** Whether the upgrade counts against maxPendingHandshakes. */
+  counted = true
+  route: string | null = null
+  readonly started = started()
+  reported = false
+  /** Set when the handshake is accepted (or refused with a close frame): what goes into the 101. */
+  acceptedProtocol: string | undefined = undefined
+  acceptedHeaders: HeaderPairs | undefined = undefined
+  readonly url: string
+  /** The subprotocols the client offered. */
+  readonly offered: string[]
+  /** What the client sent after its request head (ws reads it as frames). */
+  readonly head: Buffer
   readonly #gate: GateParts
+  // Set by handle(), before the engine uses this face.
+  #instance!: FastifyInstance
+  #next!: RouteHandlerMethod
+  #request!: FastifyRequest
+  #reply!: FastifyReply
 
-  constructor (
-    instance: FastifyInstance, next: RouteHandlerMethod, request: FastifyRequest, reply: FastifyReply,
-    upgrade: Upgrade, gate: GateParts
-  ) {
+  constructor (url: string, offered: string[], head: Buffer, gate: GateParts) {
+    this.url = url
+    this.offered = offered
+    this.head = head
+    this.#gate = gate
+  }
+
+  /** A gated route takes the upgrade: the route handler behind the gate, and the request. */
+  handle (instance: FastifyInstance, next: RouteHandlerMethod, request: FastifyRequest, reply: FastifyReply): void {
     this.#instance = instance
     this.#next = next
     this.#request = request
     this.#reply = reply
-    this.#upgrade = upgrade
-    this.#gate = gate
+  }
+
+  get log (): FastifyRequest['log'] {
+    return this.#request.log
   }
 
   upgrade (protocol: string | undefined, headers: HeaderPairs): void {
-    this.#upgrade.accepted = { protocol, headers }
+    this.acceptedProtocol = protocol
+    this.acceptedHeaders = headers
     this.#request.log.debug({ protocol }, 'handshake accepted')
     this.#next.call(this.#instance, this.#request, this.#reply)
   }
@@ -408,10 +405,11 @@ class FastifyFace implements HandshakeFace {
   // The 101 goes out as for an accept, but straight from ws, so that the
   // route's handler (behind @fastify/websocket's) never runs.
   refuse ({ protocol, headers, code, reason }: Refusal): void {
-    this.#upgrade.accepted = { protocol, headers }
+    this.acceptedProtocol = protocol
+    this.acceptedHeaders = headers
     this.#reply.hijack()
     const raw = this.#request.raw
-    this.#gate.wss.handleUpgrade(raw, raw.socket, this.#upgrade.head, (ws) => {
+    this.#gate.wss.handleUpgrade(raw, raw.socket, this.head, (ws) => {
       ws.close(code, reason)
       // Like a denial, a refusal must be over within denialTimeout, even with
       // a client that never answers the close frame.
@@ -425,7 +423,11 @@ class FastifyFace implements HandshakeFace {
 
   takeover (): void {
     this.#reply.hijack()
-    this.#gate.release(this.#upgrade)
+    this.#gate.release(this)
+  }
+
+  settled (state: HandshakeState, status: number | undefined): void {
+    publishSettled(this, state, status)
   }
 }
 
