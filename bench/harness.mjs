@@ -2,6 +2,7 @@
 // the load generator is started (pinned to its core when taskset is there),
 // and how a server's CPU time is read.
 import { spawn, spawnSync } from 'node:child_process'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 
@@ -30,6 +31,22 @@ export function selectServers ({ keys, compare }) {
     servers.splice(1, 0, { key: 'compare', name: `fastify-ws-gate (${compare})`, file: 'servers/gate.mjs', env: { WS_GATE_MODULE: pathToFileURL(resolve(compare, 'dist/index.js')).href } })
   }
   return servers
+}
+
+/** The routes a --routes list (comma-separated) names, in the harness's order; an unknown name is an error. */
+export function selectRoutes (list) {
+  const names = list.split(',')
+  const routes = ROUTES.filter(([route]) => names.includes(route))
+  if (routes.length !== names.length) throw new Error(`--routes: expected a list of ${ROUTES.map(([route]) => route).join(', ')}, got ${list}`)
+  return routes
+}
+
+/** Writes a run's figures as JSON to `out`, or else to bench/results/<prefix><date>.json; returns the file's path. */
+export function writeResults (data, out, prefix = '') {
+  const file = out ?? join(here, 'results', `${prefix}${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
+  mkdirSync(dirname(file), { recursive: true })
+  writeFileSync(file, JSON.stringify(data, null, 2) + '\n')
+  return file
 }
 
 // With taskset, servers run on core 0 and the load generator on core 1, so
@@ -68,9 +85,9 @@ export function start (file, execArgv = [], core = SERVER_CORE, env = {}) {
   }
 }
 
-/** A server under test, started and listening. */
-export async function startServer (spec) {
-  const proc = start(spec.file, ['--expose-gc'], SERVER_CORE, spec.env)
+/** A server under test, started and listening; `execArgv`: more options for its node. */
+export async function startServer (spec, execArgv = []) {
+  const proc = start(spec.file, ['--expose-gc', ...execArgv], SERVER_CORE, spec.env)
   const { port } = await proc.ready
   return { ...spec, proc, port }
 }

@@ -14,12 +14,12 @@
 //          --servers gate,fws,ws,floor --concurrency N --repeat N --keep DIR --out FILE
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { readFileSync, renameSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { BASELINE, ROUTES as HARNESS_ROUTES, SERVERS as HARNESS_SERVERS } from './harness.mjs'
+import { BASELINE, ROUTES as HARNESS_ROUTES, SERVERS as HARNESS_SERVERS, writeResults } from './harness.mjs'
 import { median } from './stats.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -142,7 +142,5 @@ for (const row of rows) {
   console.log(`| ${row.server} | ${row.route} | ${fmt(row.perHandshake)} | ${row.spread.toFixed(3)}% | ${row.ratio?.toFixed(3) ?? '–'} | ${fmt(row.compiler)} | ${fmt(row.gc)} | ${fmt(row.rest)} | ${row.restRatio?.toFixed(3) ?? '–'} |`)
 }
 
-const file = flags.out ?? join(here, 'results', `instructions-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
-mkdirSync(dirname(file), { recursive: true })
-writeFileSync(file, JSON.stringify({ node: process.version, handshakes: N, base: BASE, concurrency: CONCURRENCY, v8Flags: V8_FLAGS, results, rows }, null, 2) + '\n')
+const file = writeResults({ node: process.version, handshakes: N, base: BASE, concurrency: CONCURRENCY, v8Flags: V8_FLAGS, results, rows }, flags.out, 'instructions-')
 console.log(`\nwritten to ${file}`)

@@ -13,14 +13,9 @@
 //   npm run bench:paired                         8 sessions × 3 rounds × 3,000 handshakes per server and route
 //   flags: --sessions N --rounds N (per session) --handshakes N --concurrency N (per server)
 //          --routes accept,reject --compare DIR --out FILE
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { BASELINE, cpuTime, LOAD_CORE, pin, ROUTES, selectServers, start, startServer } from './harness.mjs'
+import { BASELINE, cpuTime, LOAD_CORE, pin, selectRoutes, selectServers, start, startServer, writeResults } from './harness.mjs'
 import { formatInterval, median, medianWithInterval } from './stats.mjs'
-
-const here = dirname(fileURLToPath(import.meta.url))
 const { values: flags } = parseArgs({
   options: {
     sessions: { type: 'string', default: '8' },
@@ -42,8 +37,7 @@ const config = {
 config.warmup = Math.max(50, Math.floor(config.handshakes / 5))
 // Only the servers the budgets compare: each one more on the core adds noise.
 const SERVERS = selectServers({ keys: 'gate,fws', compare: flags.compare })
-const routes = ROUTES.filter(([route]) => config.routes.includes(route))
-if (routes.length !== config.routes.length) throw new Error(`--routes: expected a list of ${ROUTES.map(([route]) => route).join(', ')}, got ${flags.routes}`)
+const routes = selectRoutes(flags.routes)
 
 const load = start('load.mjs', [], LOAD_CORE)
 await load.ready
@@ -100,8 +94,6 @@ for (const [route] of routes) {
 }
 if (problems.length > 0) lines.push('', 'Problems:', ...problems.map((p) => `- ${p}`))
 console.log(lines.join('\n'))
-const out = flags.out ?? join(here, 'results', `paired-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
-mkdirSync(dirname(out), { recursive: true })
-writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), node: process.version, config, figures, problems }, null, 2) + '\n')
+const out = writeResults({ date: new Date().toISOString(), node: process.version, config, figures, problems }, flags.out, 'paired-')
 console.log(`\nwritten: ${out}`)
 if (problems.length > 0) process.exitCode = 1

@@ -7,15 +7,10 @@
 //   npm run bench -- --quick     under a minute
 //   flags: --rounds N --handshakes N --concurrency N --memory N --servers a,b --out FILE
 //          --compare DIR   also fastify-ws-gate as built in another checkout (A/B work)
-import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { BASELINE, LOAD_CORE, pin, ROUTES, selectServers, start, startServer, cpuTime } from './harness.mjs'
+import { BASELINE, LOAD_CORE, pin, ROUTES, selectServers, start, startServer, cpuTime, writeResults } from './harness.mjs'
 import { formatInterval, median, medianWithInterval } from './stats.mjs'
-
-const here = dirname(fileURLToPath(import.meta.url))
 
 const { values: flags } = parseArgs({
   options: {
@@ -146,9 +141,7 @@ async function main () {
 
   const report = buildReport(throughput, memory, problems)
   console.log(report.text)
-  const out = flags.out ?? join(here, 'results', `${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
-  mkdirSync(dirname(out), { recursive: true })
-  writeFileSync(out, JSON.stringify({ ...report.json, config }, null, 2) + '\n')
+  const out = writeResults({ ...report.json, config }, flags.out)
   console.log(`\nwritten: ${out}`)
   if (problems.length > 0) process.exitCode = 1
 }

@@ -1,8 +1,6 @@
 // Contract points 1 and 2: when the handler runs, what it sees, and what accept() puts in the 101.
 import { once } from 'node:events'
-import { connect, type Socket } from 'node:net'
-import fastifyWebsocket, { type WebSocket } from '@fastify/websocket'
-import type { FastifyRequest } from 'fastify'
+import { connect } from 'node:net'
 import t from 'tap'
 import { accept, reject } from '../lib/index.js'
 import { ACCEPT, collect, connectWs, opened, parseRaw, rawExchange, start, upgradeRequest, wait } from './helpers.js'
@@ -153,32 +151,4 @@ t.test('bytes the client sends before the 101 reach the WebSocket as frames', as
   t.match(result.text, /^HTTP\/1\.1 101 Switching Protocols\r\n/)
   // Server frames are unmasked: FIN+text, length 7, "echo:hi".
   t.strictSame(result.bytes.subarray(end + 4), Buffer.concat([Buffer.from([0x81, 0x07]), Buffer.from('echo:hi')]))
-})
-
-t.test('an accepted connection keeps no listener of the gate\'s: its socket listens as under @fastify/websocket alone', async (t) => {
-  const EVENTS = ['close', 'end', 'error', 'data', 'timeout']
-  const listening = (socket: Socket): number[] => EVENTS.map((event) => socket.listenerCount(event))
-  const seen = new Map<string, number[]>()
-  const record = (socket: WebSocket, request: FastifyRequest): void => {
-    seen.set(request.url, listening(request.raw.socket))
-    socket.send('hi')
-  }
-  const alone = await start(t, async (app) => {
-    await app.register(fastifyWebsocket)
-    app.get('/alone', { websocket: true }, record)
-  }, null)
-  const gated = await start(t, (app) => {
-    app.get('/sync', { websocket: true, handshake: () => accept() }, record)
-    // Pending long enough to be watched: its watch listeners are gone with the 101 too.
-    app.get('/async', { websocket: true, handshake: async () => { await wait(30); return accept() } }, record)
-    app.get('/plain', { websocket: true }, record)
-  })
-  for (const [port, path] of [[alone.port, '/alone'], [gated.port, '/sync'], [gated.port, '/async'], [gated.port, '/plain']] as const) {
-    const outcome = opened(await connectWs(port, path))
-    t.equal(await outcome.first, 'hi')
-    outcome.ws.close()
-  }
-  const expected = seen.get('/alone') as number[]
-  t.equal(expected[0] > 0, true, 'ws listens for close')
-  for (const path of ['/sync', '/async', '/plain']) t.strictSame(seen.get(path), expected, path)
 })

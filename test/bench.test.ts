@@ -87,3 +87,28 @@ t.test('npm run bench:paired, with tiny counts, reports each route\'s CPU ratios
     t.equal(base.ratio, 1)
   }
 })
+
+t.test('npm run bench:alloc, with tiny counts, reports bytes per handshake for each server and route, and the functions that differ most', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ws-gate-alloc-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const out = join(dir, 'result.json')
+  const [code, stdout] = await runScript(['bench/alloc.mjs', '--sessions', '3', '--handshakes', '40', '--warmup', '10', '--interval', '64', '--top', '3', '--out', out])
+  t.equal(code, 0, 'the script exits 0 (all statuses as expected)')
+  const result = JSON.parse(readFileSync(out, 'utf8'))
+  t.strictSame(result.problems, [])
+  t.strictSame(result.config, { sessions: 3, handshakes: 40, warmup: 10, interval: 64, routes: ['accept', 'reject'], inlining: true })
+  t.strictSame(Object.keys(result.figures).sort(), ['fws/accept', 'fws/reject', 'gate/accept', 'gate/reject'])
+  for (const route of ['accept', 'reject']) {
+    const gate = result.figures[`gate/${route}`]
+    const base = result.figures[`fws/${route}`]
+    t.equal(gate.sessions.length, 3, `${route}: one figure per session`)
+    t.ok([...gate.sessions, ...base.sessions].every((bytes: number) => Number.isFinite(bytes) && bytes > 0), `${route}: bytes per handshake are positive`)
+    const middle = (values: number[]) => [...values].sort((a, b) => a - b)[1]
+    t.equal(gate.bytes, middle(gate.sessions), `${route}: the figure is the median of the sessions`)
+    t.equal(gate.ratio, gate.bytes / base.bytes)
+    t.equal(gate.extra, gate.bytes - base.bytes)
+    t.equal(base.ratio, 1)
+    t.match(stdout, new RegExp(`\\| fastify-ws-gate \\| ${route} \\| ${Math.round(gate.bytes)} \\| ${gate.ratio.toFixed(3)} \\| ${Math.round(gate.extra)} \\|`))
+    t.match(stdout, new RegExp(`fastify-ws-gate, ${route}: the 3 functions whose own allocations differ most`))
+  }
+})
