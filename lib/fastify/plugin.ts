@@ -353,8 +353,9 @@ interface GateParts {
 }
 
 // What the gate knows of one upgrade, from its checks to its answer. On a
-// route with `handshake` it is also the engine's face in Fastify: one object
-// per upgrade rather than two, as it is made for every upgrade.
+// route with `handshake` it is also the engine's face in Fastify, and it
+// keeps what the decision puts in the 101: one object per upgrade where
+// there were three (docs/benchmarks.md, "Fewer objects per accepted handshake").
 class Upgrade implements Reported, HandshakeFace {
   /** Whether the upgrade counts against maxPendingHandshakes. */
   counted = true
