@@ -36,17 +36,17 @@ const { values: flags } = parseArgs({
     out: { type: 'string' }
   }
 })
+const routes = selectRoutes(flags.routes)
 const config = {
   sessions: Number(flags.sessions),
   handshakes: Number(flags.handshakes),
   warmup: Number(flags.warmup),
   interval: Number(flags.interval),
-  routes: flags.routes.split(','),
+  routes: routes.map(([route]) => route),
   inlining: !flags['no-inlining']
 }
 const TOP = Number(flags.top)
 const SERVERS = selectServers({ keys: flags.servers, compare: flags.compare })
-const routes = selectRoutes(flags.routes)
 const execArgv = ['--import', join(here, 'heap-sampler.mjs'), ...(config.inlining ? [] : ['--no-turbo-inlining'])]
 
 const load = start('load.mjs', [], LOAD_CORE)

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { BASELINE, ROUTES as HARNESS_ROUTES, SERVERS as HARNESS_SERVERS, writeResults } from './harness.mjs'
+import { BASELINE, SERVERS as HARNESS_SERVERS, selectRoutes, writeResults } from './harness.mjs'
 import { median } from './stats.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -37,7 +37,6 @@ const { values: flags } = parseArgs({
 })
 const N = Number(flags.handshakes)
 const BASE = Number(flags.base)
-const ROUTES = Object.fromEntries(HARNESS_ROUTES)
 const KNOWN = Object.fromEntries(HARNESS_SERVERS.map((server) => [server.key, server]))
 const SERVERS = flags.servers.split(',').map((key) => {
   if (KNOWN[key] === undefined) throw new Error(`--servers: unknown server ${JSON.stringify(key)} (known: ${Object.keys(KNOWN).join(', ')})`)
@@ -101,12 +100,12 @@ function categories (out) {
 }
 
 const results = {}
-for (const route of flags.routes.split(',')) {
+for (const [route, status] of selectRoutes(flags.routes)) {
   for (const [key, file] of SERVERS) {
     const runs = []
     for (let i = 0; i < REPEAT; i++) {
       console.error(`${key} /${route} (${i + 1}/${REPEAT}): ${BASE} and ${BASE + N} handshakes under callgrind...`)
-      const [low, high] = await Promise.all([count(file, `/${route}`, ROUTES[route], BASE), count(file, `/${route}`, ROUTES[route], BASE + N)])
+      const [low, high] = await Promise.all([count(file, `/${route}`, status, BASE), count(file, `/${route}`, status, BASE + N)])
       const per = (kind) => (high[kind] - low[kind]) / N
       runs.push({ low: low.total, high: high.total, perHandshake: per('total'), compiler: per('compiler'), gc: per('gc') })
     }

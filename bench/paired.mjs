@@ -27,17 +27,17 @@ const { values: flags } = parseArgs({
     out: { type: 'string' }
   }
 })
+const routes = selectRoutes(flags.routes)
 const config = {
   sessions: Number(flags.sessions),
   rounds: Number(flags.rounds),
   handshakes: Number(flags.handshakes),
   concurrency: Number(flags.concurrency),
-  routes: flags.routes.split(',')
+  routes: routes.map(([route]) => route)
 }
 config.warmup = Math.max(50, Math.floor(config.handshakes / 5))
 // Only the servers the budgets compare: each one more on the core adds noise.
 const SERVERS = selectServers({ keys: 'gate,fws', compare: flags.compare })
-const routes = selectRoutes(flags.routes)
 
 const load = start('load.mjs', [], LOAD_CORE)
 await load.ready
