@@ -108,7 +108,8 @@ async function charge (data, servers) {
       const js = frames.findIndex((frame) => JS_FRAME.test(frame))
       const below = js === -1 ? frames : frames.slice(0, js)
       const kernel = below.some((frame) => frame.includes('[kernel.kallsyms]'))
-      const gc = js === -1 && frames.some((frame) => GC.test(frame))
+      // The GC's own frames below the innermost JavaScript one (a scavenge an allocation started is GC, not the allocating function's work).
+      const gc = below.some((frame) => GC.test(frame))
       const thread = head.pid === head.tid ? 'main thread' : 'helper threads'
       add(figures.categories, `${thread}: ${gc ? 'GC' : kernel ? 'kernel' : js === -1 ? 'native, no JavaScript' : 'JavaScript and runtime'}`)
       if (js !== -1) {
