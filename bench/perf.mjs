@@ -134,7 +134,8 @@ async function charge (data, servers) {
     }
   }
   flush()
-  await once(script, 'exit').catch(() => {})
+  // Its output is read to the end; it may have exited already.
+  if (script.exitCode === null && script.signalCode === null) await once(script, 'exit')
   return servers.map((server) => byPid.get(String(server.proc.child.pid)))
 }
 
