@@ -18,7 +18,7 @@
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { BASELINE, LOAD_CORE, selectRoutes, selectServers, start, startServer, writeResults } from './harness.mjs'
+import { BASELINE, LOAD_CORE, selectRoutes, selectServers, start, startServer, statusProblem, writeResults } from './harness.mjs'
 import { median } from './stats.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -57,7 +57,8 @@ const samples = Object.fromEntries(routes.map(([route]) => [route, Object.fromEn
 
 async function run (server, route, status, count) {
   const result = await load.ask({ cmd: 'run', port: server.port, path: `/${route}`, count, concurrency: 64 })
-  if (result.statuses[status] !== count) problems.push(`${server.key} /${route}: expected ${count} × ${status}, got ${JSON.stringify(result.statuses)}`)
+  const problem = statusProblem(`${server.key} /${route}`, result.statuses, status, count)
+  if (problem !== undefined) problems.push(problem)
 }
 
 for (let session = 0; session < config.sessions; session++) {

@@ -41,6 +41,11 @@ export function selectRoutes (list) {
   return routes
 }
 
+/** What went wrong in a load run whose `count` handshakes should all have been answered `status`, or undefined. */
+export function statusProblem (label, statuses, status, count) {
+  return statuses[status] === count ? undefined : `${label}: expected ${count} × ${status}, got ${JSON.stringify(statuses)}`
+}
+
 /** Writes a run's figures as JSON to `out`, or else to bench/results/<prefix><date>.json; returns the file's path. */
 export function writeResults (data, out, prefix = '') {
   const file = out ?? join(here, 'results', `${prefix}${new Date().toISOString().replace(/[:.]/g, '-')}.json`)

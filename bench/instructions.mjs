@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { BASELINE, SERVERS as HARNESS_SERVERS, selectRoutes, writeResults } from './harness.mjs'
+import { BASELINE, SERVERS as HARNESS_SERVERS, selectRoutes, statusProblem, writeResults } from './harness.mjs'
 import { median } from './stats.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -70,7 +70,8 @@ async function count (file, path, expected, count) {
   load.kill()
   server.send({ cmd: 'exit' })
   await once(server, 'exit')
-  if (result.statuses[expected] !== count) throw new Error(`${file} ${path}: expected ${count} × ${expected}, got ${JSON.stringify(result.statuses)}`)
+  const problem = statusProblem(`${file} ${path}`, result.statuses, expected, count)
+  if (problem !== undefined) throw new Error(problem)
   const counts = categories(out)
   counts.total = Number(/^(?:summary|totals): (\d+)/m.exec(readFileSync(out, 'utf8'))[1])
   // --keep DIR: the callgrind files stay, for callgrind_annotate.

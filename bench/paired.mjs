@@ -14,7 +14,7 @@
 //   flags: --sessions N --rounds N (per session) --handshakes N --concurrency N (per server)
 //          --routes accept,reject --compare DIR --out FILE
 import { parseArgs } from 'node:util'
-import { BASELINE, cpuTime, LOAD_CORE, pin, selectRoutes, selectServers, start, startServer, writeResults } from './harness.mjs'
+import { BASELINE, cpuTime, LOAD_CORE, pin, selectRoutes, selectServers, start, startServer, statusProblem, writeResults } from './harness.mjs'
 import { formatInterval, median, medianWithInterval } from './stats.mjs'
 const { values: flags } = parseArgs({
   options: {
@@ -52,7 +52,8 @@ async function together (servers, route, status, count) {
   const cpuUs = []
   for (const [i, server] of servers.entries()) {
     cpuUs.push((await cpuTime(server) - before[i]) / count)
-    if (results[i].statuses[status] !== count) problems.push(`${server.key} /${route}: expected ${count} × ${status}, got ${JSON.stringify(results[i].statuses)}`)
+    const problem = statusProblem(`${server.key} /${route}`, results[i].statuses, status, count)
+    if (problem !== undefined) problems.push(problem)
   }
   return cpuUs
 }

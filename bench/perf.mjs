@@ -26,7 +26,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
-import { BASELINE, LOAD_CORE, pin, selectRoutes, selectServers, start, startServer, writeResults } from './harness.mjs'
+import { BASELINE, LOAD_CORE, pin, selectRoutes, selectServers, start, startServer, statusProblem, writeResults } from './harness.mjs'
 
 const { values: flags } = parseArgs({
   options: {
@@ -94,9 +94,12 @@ function moduleOf (frame) {
   return found[0]
 }
 
+// One server's samples: the count, and per category, module and function.
+const noSamples = () => ({ samples: 0, categories: {}, modules: {}, functions: {} })
+
 // Reads `perf script` for one recording, charging each sample of the given pids.
 async function charge (data, servers) {
-  const byPid = new Map(servers.map((server) => [String(server.proc.child.pid), { samples: 0, categories: {}, modules: {}, functions: {} }]))
+  const byPid = new Map(servers.map((server) => [String(server.proc.child.pid), noSamples()]))
   const add = (table, key) => { table[key] = (table[key] ?? 0) + 1 }
   const script = spawn('perf', ['script', '-i', data, '-F', 'pid,tid,ip,sym,dso'], { stdio: ['ignore', 'pipe', 'ignore'] })
   let head = null
@@ -144,12 +147,13 @@ await load.ready
 const problems = []
 const work = mkdtempSync(join(tmpdir(), 'ws-gate-perf-'))
 // totals[key]: samples per table, summed over sessions.
-const totals = Object.fromEntries(SERVERS.map(({ key }) => [key, { samples: 0, categories: {}, modules: {}, functions: {} }]))
+const totals = Object.fromEntries(SERVERS.map(({ key }) => [key, noSamples()]))
 
 async function together (servers, count) {
   const { results } = await load.ask({ cmd: 'runAll', ports: servers.map((server) => server.port), path: `/${route}`, count, concurrency: 64 })
   for (const [i, server] of servers.entries()) {
-    if (results[i].statuses[status] !== count) problems.push(`${server.key} /${route}: expected ${count} × ${status}, got ${JSON.stringify(results[i].statuses)}`)
+    const problem = statusProblem(`${server.key} /${route}`, results[i].statuses, status, count)
+    if (problem !== undefined) problems.push(problem)
   }
 }
 

@@ -9,7 +9,7 @@
 //          --compare DIR   also fastify-ws-gate as built in another checkout (A/B work)
 import { cpus, totalmem } from 'node:os'
 import { parseArgs } from 'node:util'
-import { BASELINE, LOAD_CORE, pin, ROUTES, selectServers, start, startServer, cpuTime, writeResults } from './harness.mjs'
+import { BASELINE, LOAD_CORE, pin, ROUTES, selectServers, start, startServer, cpuTime, statusProblem, writeResults } from './harness.mjs'
 import { formatInterval, median, medianWithInterval } from './stats.mjs'
 
 const { values: flags } = parseArgs({
@@ -50,7 +50,8 @@ async function main () {
     const before = await cpuTime(server)
     const result = await load.ask({ cmd: 'run', port: server.port, path, count, concurrency: config.concurrency })
     const after = await cpuTime(server)
-    if (result.statuses[expected] !== count) problems.push(`${server.key} ${path}: expected ${count} × ${expected}, got ${JSON.stringify(result.statuses)}`)
+    const problem = statusProblem(`${server.key} ${path}`, result.statuses, expected, count)
+    if (problem !== undefined) problems.push(problem)
     return {
       rate: count / result.elapsedMs * 1000,
       p50: result.p50,

@@ -342,7 +342,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   })
 }
 
-// What every FastifyFace needs of the plugin.
+// What every Upgrade needs of the plugin.
 interface GateParts {
   release: (upgrade: Upgrade) => void
   wss: WebSocketServer
