@@ -68,13 +68,10 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     upgrade.counted = false
     inflight--
   }
-  // A client that leaves before any answer (in hooks, or while its handshake
-  // is pending). One function for every upgrade rather than a closure each,
-  // and it stays on the socket once the upgrade is released (it then does
-  // nothing): removing it at the 101 read about 2% more CPU per accepted
-  // handshake in a paired run; leaving it costs about 150 B per accepted
-  // connection (ws's own 'close' listener then grows the socket's listener
-  // array). docs/benchmarks.md has both.
+  // An upgrade whose socket closes before any answer, while the gate has
+  // handed it on (see hold()). One function for every upgrade rather than a
+  // closure each; it stays on the socket once the upgrade is released (it
+  // then does nothing).
   function onCountedClose (this: GateSocket): void {
     const upgrade = this[kUpgrade]
     if (upgrade === undefined || !upgrade.counted) return
@@ -147,7 +144,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   }
 
   const wss = fastify.websocketServer
-  const gate: GateParts = { release, wss, limits }
+  const gate: GateParts = { release, hold, wss, limits }
   server.on('upgrade', onUpgrade)
   // `Upgrade: websocket` without `Connection: upgrade` is not an upgrade to
   // Node, which sends it down the ordinary request path. It is a malformed
@@ -197,17 +194,29 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     const upgrade = new Upgrade(req.url as string, checked, head, gate)
     socket[kUpgrade] = upgrade
     inflight++
-    socket.on('close', onCountedClose)
     relay.emit('upgrade', req, socket, head)
+    // Answered already, or in a handshake handler (its route is known), where
+    // the engine watches the socket while the decision is pending and
+    // releases the count if the client leaves.
+    if (!upgrade.counted || upgrade.route !== null) return
     // Fastify answered at once, without hooks (its own 503 once close() has
     // begun, before our preClose ran): nothing else will close the socket.
-    // An upgrade that reached a gated route (its route is known) was routed,
-    // so only the others need the socket's byte count, which is not free.
-    if (upgrade.counted && upgrade.route === null && (socket as Socket).bytesWritten > 0) {
+    if ((socket as Socket).bytesWritten > 0) {
       release(upgrade)
       publish(upgrade, 'rejected', 503)
       closeAfter(socket, undefined, limits.timeout)
+      return
     }
+    hold(upgrade, socket)
+  }
+  // An upgrade still counted when the gate hands it on (to async hooks, to
+  // the app's error handler, to ws verifying the client): its socket may
+  // close first. Most upgrades are answered before the gate lets go, so
+  // their sockets get no listener of ours: a 'close' listener on every
+  // upgrade cost about 1% of an accepted handshake's CPU time and 150 B per
+  // accepted connection (docs/benchmarks.md).
+  function hold (upgrade: Upgrade, socket: GateSocket): void {
+    if (upgrade.counted) socket.on('close', onCountedClose)
   }
 
   // The 101 is written by ws; these two hooks make it carry what the route's
@@ -345,6 +354,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
 // What every Upgrade needs of the plugin.
 interface GateParts {
   release: (upgrade: Upgrade) => void
+  hold: (upgrade: Upgrade, socket: GateSocket) => void
   wss: WebSocketServer
   limits: DenialLimits
 }
@@ -398,6 +408,7 @@ class Upgrade implements Reported, HandshakeFace {
     this.acceptedHeaders = headers
     this.#request.log.debug({ protocol }, 'handshake accepted')
     this.#next.call(this.#instance, this.#request, this.#reply)
+    this.#gate.hold(this, this.#request.raw.socket)
   }
 
   // The 101 goes out as for an accept, but straight from ws, so that the
@@ -413,10 +424,12 @@ class Upgrade implements Reported, HandshakeFace {
       // a client that never answers the close frame.
       guard(raw.socket, this.#gate.limits.timeout)
     })
+    this.#gate.hold(this, raw.socket)
   }
 
   error (err: unknown): void {
     this.#reply.send(err instanceof Error ? err : new FST_WS_GATE_NON_ERROR_THROWN(describe(err)))
+    this.#gate.hold(this, this.#request.raw.socket)
   }
 
   takeover (): void {
@@ -425,6 +438,7 @@ class Upgrade implements Reported, HandshakeFace {
   }
 
   settled (state: HandshakeState, status: number | undefined): void {
+    if (state === 'gone') this.#gate.release(this)
     publishSettled(this, state, status)
   }
 }
