@@ -10,9 +10,14 @@
 // and runs a few rounds; ratios are the median of all rounds, with the 95%
 // interval of that median. Prints a table and writes bench/results/paired-*.json.
 //
+// Each session first warms its servers up with 5,000 handshakes per route:
+// with 600, a session's first round still ran at about twice the CPU per
+// handshake of its later rounds (the optimising compiler at work), a third of
+// the rounds measuring warm-up rather than the handshake.
+//
 //   npm run bench:paired                         8 sessions × 3 rounds × 3,000 handshakes per server and route
-//   flags: --sessions N --rounds N (per session) --handshakes N --concurrency N (per server)
-//          --routes accept,reject --compare DIR --out FILE
+//   flags: --sessions N --rounds N (per session) --handshakes N --warmup N (per session, route and server)
+//          --concurrency N (per server) --routes accept,reject --compare DIR --out FILE
 import { parseArgs } from 'node:util'
 import { BASELINE, cpuTime, LOAD_CORE, pin, selectRoutes, selectServers, start, startServer, statusProblem, writeResults } from './harness.mjs'
 import { formatInterval, median, medianWithInterval } from './stats.mjs'
@@ -21,6 +26,7 @@ const { values: flags } = parseArgs({
     sessions: { type: 'string', default: '8' },
     rounds: { type: 'string', default: '3' },
     handshakes: { type: 'string', default: '3000' },
+    warmup: { type: 'string', default: '5000' },
     concurrency: { type: 'string', default: '64' },
     routes: { type: 'string', default: 'accept,reject' },
     compare: { type: 'string' },
@@ -32,10 +38,10 @@ const config = {
   sessions: Number(flags.sessions),
   rounds: Number(flags.rounds),
   handshakes: Number(flags.handshakes),
+  warmup: Number(flags.warmup),
   concurrency: Number(flags.concurrency),
   routes: routes.map(([route]) => route)
 }
-config.warmup = Math.max(50, Math.floor(config.handshakes / 5))
 // Only the servers the budgets compare: each one more on the core adds noise.
 const SERVERS = selectServers({ keys: 'gate,fws', compare: flags.compare })
 

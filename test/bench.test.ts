@@ -67,12 +67,12 @@ t.test('npm run bench:paired, with tiny counts, reports each route\'s CPU ratios
   const dir = mkdtempSync(join(tmpdir(), 'ws-gate-paired-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const out = join(dir, 'result.json')
-  const [code, stdout] = await runScript(['bench/paired.mjs', '--sessions', '2', '--rounds', '3', '--handshakes', '40', '--concurrency', '8', '--out', out])
+  const [code, stdout] = await runScript(['bench/paired.mjs', '--sessions', '2', '--rounds', '3', '--handshakes', '40', '--warmup', '20', '--concurrency', '8', '--out', out])
   t.equal(code, 0, 'the script exits 0 (all statuses as expected)')
   t.match(stdout, /\| fastify-ws-gate \| accept \| [\d.]+ \| [\d.]+ \| [\d.]+–[\d.]+ \|/)
   const result = JSON.parse(readFileSync(out, 'utf8'))
   t.strictSame(result.problems, [])
-  t.strictSame(result.config, { sessions: 2, rounds: 3, handshakes: 40, concurrency: 8, routes: ['accept', 'reject'], warmup: 50 })
+  t.strictSame(result.config, { sessions: 2, rounds: 3, handshakes: 40, concurrency: 8, routes: ['accept', 'reject'], warmup: 20 })
   t.strictSame(Object.keys(result.figures).sort(), ['fws/accept', 'fws/reject', 'gate/accept', 'gate/reject'])
   for (const route of ['accept', 'reject']) {
     const gate = result.figures[`gate/${route}`]
