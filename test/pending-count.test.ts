@@ -92,6 +92,29 @@ for (const rejectVia of [undefined, 'close-frame'] as const) {
   })
 }
 
+t.test('an upgrade handed on twice (async hooks, then ws verifying the client) gets one listener of the gate\'s', async (t) => {
+  const gateListeners: number[] = []
+  const { app, port } = await start(t, (app) => {
+    app.addHook('onRequest', async () => { await new Promise((resolve) => setTimeout(resolve, 10)) })
+    app.get('/ws', { websocket: true, handshake: async () => accept() }, () => {})
+  }, {
+    websocket: {
+      options: {
+        verifyClient: (info: { req: import('node:http').IncomingMessage }, done: (verified: boolean, code: number) => void) => {
+          // Read once the gate has handed the upgrade to ws (it does after ws takes it).
+          setTimeout(() => {
+            gateListeners.push(info.req.socket.listeners('close').filter((listener) => listener.name === 'onCountedClose').length)
+            done(false, 403)
+          }, 10)
+        }
+      }
+    }
+  })
+  t.equal(parseRaw((await rawExchange(port, upgradeRequest('/ws'))).text).statusLine, 'HTTP/1.1 403 Forbidden')
+  t.strictSame(gateListeners, [1])
+  t.ok(await eventually(() => app.wsGate.pending === 0, 2000))
+})
+
 t.test('an error handler that takes the connection over and closes it: the count is released', async (t) => {
   const events = subscribe(t)
   let handled = 0

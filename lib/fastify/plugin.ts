@@ -216,7 +216,8 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   // upgrade cost about 1% of an accepted handshake's CPU time and 150 B per
   // accepted connection (docs/benchmarks.md).
   function hold (upgrade: Upgrade, socket: GateSocket): void {
-    if (upgrade.counted) socket.on('close', onCountedClose)
+    // Handed on twice (async hooks, then ws verifying the client): one listener.
+    if (upgrade.counted && !socket.listeners('close').includes(onCountedClose)) socket.on('close', onCountedClose)
   }
 
   // The 101 is written by ws; these two hooks make it carry what the route's
