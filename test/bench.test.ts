@@ -23,10 +23,15 @@ async function runScript (args: string[]): Promise<[number | null, string]> {
   return [code, stdout]
 }
 
-t.test('npm run bench -- --quick, with tiny counts, reports every server, route, figure and budget, with the interval of each CPU ratio', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'ws-gate-bench-'))
+// Where a script writes its JSON: a file in a directory of its own, removed after the test.
+function resultFile (t: tap.Test, name: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `ws-gate-${name}-`))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const out = join(dir, 'result.json')
+  return join(dir, 'result.json')
+}
+
+t.test('npm run bench -- --quick, with tiny counts, reports every server, route, figure and budget, with the interval of each CPU ratio', async (t) => {
+  const out = resultFile(t, 'bench')
   const [code, stdout] = await runScript(['bench/run.mjs', '--quick', '--rounds', '6', '--handshakes', '40', '--concurrency', '8', '--memory', '40', '--out', out])
   t.equal(code, 0, 'the harness exits 0 (all statuses as expected)')
   t.match(stdout, /\| fastify-ws-gate \| accept \|/)
@@ -64,9 +69,7 @@ t.test('npm run bench -- --quick, with tiny counts, reports every server, route,
 })
 
 t.test('npm run bench:paired, with tiny counts, reports each route\'s CPU ratios with intervals computed from its rounds', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'ws-gate-paired-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const out = join(dir, 'result.json')
+  const out = resultFile(t, 'paired')
   const [code, stdout] = await runScript(['bench/paired.mjs', '--sessions', '2', '--rounds', '3', '--handshakes', '40', '--warmup', '20', '--concurrency', '8', '--out', out])
   t.equal(code, 0, 'the script exits 0 (all statuses as expected)')
   t.match(stdout, /\| fastify-ws-gate \| accept \| [\d.]+ \| [\d.]+ \| [\d.]+–[\d.]+ \|/)
@@ -89,9 +92,7 @@ t.test('npm run bench:paired, with tiny counts, reports each route\'s CPU ratios
 })
 
 t.test('npm run bench:alloc, with tiny counts, reports bytes per handshake for each server and route, and the functions that differ most', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'ws-gate-alloc-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const out = join(dir, 'result.json')
+  const out = resultFile(t, 'alloc')
   const [code, stdout] = await runScript(['bench/alloc.mjs', '--sessions', '3', '--handshakes', '40', '--warmup', '10', '--interval', '64', '--top', '3', '--out', out])
   t.equal(code, 0, 'the script exits 0 (all statuses as expected)')
   const result = JSON.parse(readFileSync(out, 'utf8'))
