@@ -46,14 +46,27 @@ const NONE: string[] = Object.freeze([]) as unknown as string[]
 
 export function parseProtocols (value: string | undefined): string[] | null {
   if (value === undefined) return NONE
+  const parts = value.split(',')
+  // Duplicates are found with a set, so that a hostile header with thousands
+  // of tokens costs time in proportion to its length; a short list (the usual
+  // one or two) is searched in place.
+  const seen = parts.length > SHORT_LIST ? new Set<string>() : undefined
   const protocols: string[] = []
-  for (const part of value.split(',')) {
+  for (const part of parts) {
     const protocol = trimOWS(part)
-    if (!isToken(protocol) || protocols.includes(protocol)) return null
+    if (!isToken(protocol)) return null
+    if (seen === undefined) {
+      if (protocols.includes(protocol)) return null
+    } else {
+      if (seen.has(protocol)) return null
+      seen.add(protocol)
+    }
     protocols.push(protocol)
   }
   return protocols
 }
+
+const SHORT_LIST = 8
 
 /** The subprotocols offered, or the reason the request cannot be a WebSocket handshake. */
 export function checkUpgrade (req: UpgradeRequest): string[] | UpgradeProblem {
