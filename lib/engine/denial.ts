@@ -76,11 +76,16 @@ function isPlainObject (value: object): boolean {
 }
 
 function toJSON (value: unknown): string {
+  let json: string | undefined
   try {
-    return JSON.stringify(value)
+    json = JSON.stringify(value)
   } catch (err) {
     throw new FST_WS_GATE_INVALID_BODY(`it cannot be serialised as JSON (${(err as Error).message})`)
   }
+  // A toJSON() that returns undefined (or a function, or a symbol) serialises
+  // to nothing at all: there is no body to send, and no JSON to say so.
+  if (json === undefined) throw new FST_WS_GATE_INVALID_BODY('it serialises to nothing as JSON (its toJSON() returned undefined, a function or a symbol)')
+  return json
 }
 
 export function describe (value: unknown): string {
