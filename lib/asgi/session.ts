@@ -19,7 +19,7 @@ import {
 import { accept, reject } from '../engine/decision.js'
 import type { Handshake, HandshakeLogger } from '../engine/handshake.js'
 import { allowsBody, checkStatus, toHeaderPairs, trimOWS, type HeaderPairs } from '../engine/http.js'
-import { toRefusal } from '../engine/refusal.js'
+import { preparedDecision } from '../engine/denial.js'
 import type {
   AsgiApp, AsgiHeaders, AsgiReceiveMessage, AsgiSendMessage, WebSocketDisconnectEvent, WebSocketScope
 } from './types.js'
@@ -153,16 +153,13 @@ export class AsgiSession {
     const status = checkStatus(rawStatus)
     let headers = toHeaderPairs(asgiHeaders(rawHeaders), { allowLength: true })
     const length = declaredLength(headers)
-    const closeFrame = this.#gate.closeFrame
-    const body = allowsBody(status) && !closeFrame ? new AsgiBody() : null
-    if (closeFrame) {
-      // rejectVia 'close-frame': 4000 + status; the body has nowhere to go.
-      this.#gate.refuse(toRefusal(status, '', headers, this.#gate.protocols))
-    } else {
-      // RFC 9110 §8.6: a 204 carries no Content-Length (a 304 may keep it).
-      if (status === 204) headers = headers.filter(([name]) => name.toLowerCase() !== 'content-length')
-      this.#gate.deny({ status, headers, body, length })
-    }
+    // RFC 9110 §8.6: a 204 carries no Content-Length (a 304 may keep it).
+    if (status === 204) headers = headers.filter(([name]) => name.toLowerCase() !== 'content-length')
+    // rejectVia 'close-frame' (4000 + status): the body has nowhere to go.
+    const body = allowsBody(status) && !this.#gate.closeFrame ? new AsgiBody() : null
+    // Through the engine like any reject(), so that its limits apply before
+    // anything goes out (a declared length above denialMaxBodySize is refused).
+    this.#gate.applyOrThrow(preparedDecision({ status, headers, body, length }))
     this.#phase = 'response'
     if (body === null) {
       // A 204/304 (or a close frame) is complete at start: the client is told,

@@ -2,7 +2,7 @@
 // for text, bytes and JSON; chunked for a stream) and streams with backpressure.
 import { Readable, type Duplex } from 'node:stream'
 import { FST_WS_GATE_BODY_STREAM_ERROR, FST_WS_GATE_INVALID_BODY } from '../errors.js'
-import type { RejectDecision } from './decision.js'
+import { kDecision, type RejectDecision } from './decision.js'
 import {
   allowsBody, checkStatus, closeAfter, DEFAULT_LIMITS, errorBody, guard, hasHeader, JSON_TYPE, latin1,
   responseHead, sendResponse, toHeaderPairs, type DenialLimits, type HeaderPairs
@@ -21,8 +21,26 @@ export interface Denial {
   length?: number
 }
 
+// A denial that a face has validated and framed itself (asgi()'s
+// websocket.http.response.start, whose headers may declare the body's length),
+// handed to the engine as a reject(): the engine's limits are checked here, as
+// for every reject(), before anything goes out.
+const kPrepared = Symbol('fastify-ws-gate.prepared-denial')
+
+interface PreparedDecision extends RejectDecision {
+  readonly [kPrepared]: Denial
+}
+
+/** A reject() carrying a denial its face has already validated, for Handshake.applyOrThrow(). */
+export function preparedDecision (denial: Denial): RejectDecision {
+  const decision: PreparedDecision = { [kDecision]: 'reject', status: denial.status, [kPrepared]: denial }
+  return decision
+}
+
 /** Validates a reject() and settles its body; throws a coded error when it cannot be sent. */
 export function prepareDenial (decision: RejectDecision, limits: DenialLimits = DEFAULT_LIMITS): Denial {
+  const prepared = (decision as Partial<PreparedDecision>)[kPrepared]
+  if (prepared !== undefined) return checkDeclaredLength(prepared, limits)
   const status = checkStatus(decision.status)
   const headers = toHeaderPairs(decision.headers)
   const { reason, body } = decision
@@ -59,6 +77,16 @@ export function prepareDenial (decision: RejectDecision, limits: DenialLimits = 
   }
   if (!hasHeader(headers, 'content-type')) headers.push(['Content-Type', type])
   return { status, headers, body: bytes }
+}
+
+// A length the application declared is a promise about bytes it has not sent
+// yet: one above the limit would go out in the head and then be cut off.
+function checkDeclaredLength (denial: Denial, limits: DenialLimits): Denial {
+  const { length } = denial
+  if (length !== undefined && length > limits.maxBodySize && allowsBody(denial.status)) {
+    throw new FST_WS_GATE_INVALID_BODY(`its Content-Length of ${length} is more than the ${limits.maxBodySize} bytes the denial body limit allows`)
+  }
+  return denial
 }
 
 /**
