@@ -1,0 +1,28 @@
+// fastify-ws-gate with its defaults, for bench/attacks.mjs: /accept, /close
+// (accepts, then closes), /asgi-close (an asgi() app that accepts, then sends
+// websocket.close), /pending (a handshake that never settles) and /slow-hook
+// (a plain websocket route whose async onRequest hook takes SLOW_HOOK_MS).
+import Fastify from 'fastify'
+import { commands, errorLogger, SLOW_HOOK_MS, sleep } from './attack-common.mjs'
+import { counters, serve } from './common.mjs'
+
+// WS_GATE_MODULE: another build of the package (bench/attacks.mjs --before DIR).
+const { default: fastifyWsGate, accept, asgi } = await import(process.env.WS_GATE_MODULE ?? 'fastify-ws-gate')
+const app = Fastify({ logger: errorLogger })
+await app.register(fastifyWsGate)
+const connected = (socket) => { socket.on('error', (err) => app.log.error({ err }, 'websocket error')) }
+app.get('/accept', { websocket: true, handshake: () => accept() }, connected)
+app.get('/close', { websocket: true, handshake: () => accept() }, (socket) => {
+  connected(socket)
+  socket.close(1000, 'bye')
+})
+app.get('/asgi-close', asgi(async (_scope, receive, send) => {
+  await receive()
+  await send({ type: 'websocket.accept' })
+  await send({ type: 'websocket.close', code: 1000 })
+}))
+app.get('/pending', { websocket: true, handshake: () => { counters.pending++; return new Promise(() => {}) } }, connected)
+app.get('/slow-hook', { websocket: true, onRequest: async () => { await sleep(SLOW_HOOK_MS) } }, connected)
+await app.ready()
+commands(() => app.close())
+await serve(app.server)
