@@ -28,7 +28,10 @@ type Phase = 'handshake' | 'response' | 'connected' | 'ended' | 'gone'
 
 // Incoming frames the application has not received yet: past either high
 // mark the socket stops reading, so a slow application cannot be flooded;
-// below both low marks it reads again.
+// below both low marks it reads again. Once the application has closed, the
+// socket must go on reading (the client's close frame ends the close
+// handshake), so the high marks become a cap: what does not fit is dropped.
+// Once the application has returned (or raised), nothing is queued at all.
 const HIGH_COUNT = 64
 const LOW_COUNT = 16
 const HIGH_BYTES = 1024 * 1024
@@ -44,6 +47,9 @@ export class AsgiSession {
   readonly #sizes: number[] = [0]
   #queuedBytes = 0
   #paused = false
+  // The application has returned or raised: no one will receive() again.
+  #done = false
+  #dropping = false
   readonly #waiting: Array<(message: AsgiReceiveMessage) => void> = []
   #disconnect: WebSocketDisconnectEvent | undefined
   #ws: WebSocket | undefined
@@ -218,6 +224,7 @@ export class AsgiSession {
   }
 
   #returned (): void {
+    this.#finished()
     switch (this.#phase) {
       case 'handshake':
         this.#gate.invalid(new FST_WS_GATE_ASGI_NO_DECISION())
@@ -234,6 +241,7 @@ export class AsgiSession {
   }
 
   #raised (err: unknown): void {
+    this.#finished()
     switch (this.#phase) {
       case 'handshake':
         this.#ended()
@@ -250,6 +258,15 @@ export class AsgiSession {
       default:
         if (err !== this.#reported) this.#log.error({ err }, 'ASGI application failed after the connection ended')
     }
+  }
+
+  // Messages still queued will never be received: they are let go at once,
+  // and #push queues no more.
+  #finished (): void {
+    this.#done = true
+    this.#queue.length = 0
+    this.#sizes.length = 0
+    this.#queuedBytes = 0
   }
 
   // After the app's close, ws must read the client's close frame to finish
@@ -285,12 +302,22 @@ export class AsgiSession {
       waiting(message)
       return
     }
+    const connected = this.#phase === 'connected'
+    // Once the app has closed, ws must go on reading to see the client's close
+    // frame: a client that ignores our close frame and floods us must not
+    // grow the queue past the high marks. Once it has returned, no one reads it.
+    if (!connected && (this.#done || this.#queue.length >= HIGH_COUNT || this.#queuedBytes + size > HIGH_BYTES)) {
+      if (!this.#dropping) {
+        this.#dropping = true
+        this.#log.debug({ queued: this.#queue.length, queuedBytes: this.#queuedBytes }, 'ASGI application has closed: dropping the messages it will not receive')
+      }
+      return
+    }
     this.#queue.push(message)
     this.#sizes.push(size)
     this.#queuedBytes += size
-    // Only while connected: once the app has closed, ws must go on reading to
-    // see the client's close frame.
-    if (this.#phase === 'connected' && !this.#paused && (this.#queue.length >= HIGH_COUNT || this.#queuedBytes >= HIGH_BYTES)) {
+    // Only while connected: pausing stops the socket from reading at all.
+    if (connected && !this.#paused && (this.#queue.length >= HIGH_COUNT || this.#queuedBytes >= HIGH_BYTES)) {
       this.#paused = true
       ;(this.#ws as WebSocket).pause()
     }
