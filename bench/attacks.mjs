@@ -36,9 +36,10 @@ const SIZES = {
   // Sec-WebSocket-Protocol tokens (and X-Junk-i headers, 0 left out): each
   // request sent `upgrades` times in each of `rounds` rounds, after `warmup`.
   tokens: [[0, 100, 1000, 3000], [100, 3000]],
-  upgrades: [100, 5],
+  upgrades: [300, 5],
+  inFlight: [8, 2],
   rounds: [3, 1],
-  warmup: [20, 2],
+  warmup: [50, 2],
   // Node's headersTimeout (60 s) is checked every 30 s: 95 s sees it act.
   slowloris: [200, 20],
   slowlorisEveryMs: [1000, 100],
@@ -46,6 +47,7 @@ const SIZES = {
   // Past the gate's maxPendingHandshakes (10,000); held past its handshakeTimeout (10 s).
   flood: [11_000, 200],
   floodWaitMs: [12_000, 1000],
+  floodCap: [1000, 50],
   earlyFrames: [20, 2],
   earlyBytes: [2 ** 20, 2 ** 20],
   earlyWaitMs: [3000, 1000],
@@ -86,6 +88,7 @@ const now = () => Number(process.hrtime.bigint()) / 1e6
 const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const MiB = 2 ** 20
 const mib = (bytes) => `${(bytes / MiB).toFixed(1)} MiB`
+const cpuSeconds = (figures) => (figures.cpuMs === null ? '?' : `${(figures.cpuMs / 1000).toFixed(2)} s`)
 
 // ---------------------------------------------------------------------------
 // Requests and frames, as bytes.
@@ -125,6 +128,7 @@ class Conn {
     this.error = null
     this.closeCode = null // of the first close frame after a 101
     this.closeFrameAt = null
+    this.body = '' // the first KiB after a head other than 101
     this.received = 0
     this.head = Buffer.alloc(0)
     this.frames = null
@@ -154,9 +158,16 @@ class Conn {
       const rest = this.head.subarray(end + 4)
       this.head = Buffer.alloc(0)
       this.wake()
-      if (this.status !== 101) return
+      if (this.status !== 101) {
+        this.body = rest.subarray(0, 1024).toString('latin1')
+        return
+      }
       this.frames = Buffer.alloc(0)
       chunk = rest
+    }
+    if (this.status !== 101) {
+      if (this.body.length < 1024) this.body += chunk.subarray(0, 1024 - this.body.length).toString('latin1')
+      return
     }
     if (this.frames === null || this.closeCode !== null) return
     this.frames = Buffer.concat([this.frames, chunk])
@@ -206,9 +217,15 @@ class Conn {
 
   answered (ms) { return this.until(() => this.status !== null || this.closedAt !== null, ms) }
 
-  /** What the client got: a status code, or 'closed' / a socket error code / 'none' (nothing yet). */
+  /**
+   * What the client got: a status code (with the error code of a JSON body
+   * that has one), or 'closed' / a socket error code / 'none' (nothing yet).
+   */
   get outcome () {
-    if (this.status !== null) return String(this.status)
+    if (this.status !== null) {
+      const code = /"code":"([A-Z_]+)"/.exec(this.body)?.[1]
+      return code === undefined ? String(this.status) : `${this.status} ${code}`
+    }
     if (this.error !== null) return this.error
     return this.closedAt !== null ? 'closed' : 'none'
   }
@@ -216,10 +233,10 @@ class Conn {
   destroy () { this.socket.destroy() }
 }
 
-/** One request on its own connection: what the client got within `ms`. */
+/** One request on its own connection: what the client got within `ms` (a denial's body too, up to its close). */
 async function exchange (port, bytes, ms = 2000) {
   const conn = new Conn(port, bytes)
-  await conn.answered(ms)
+  await conn.until(() => conn.status === 101 || conn.closedAt !== null, ms)
   conn.destroy()
   return conn.outcome
 }
@@ -336,19 +353,26 @@ async function measured (server, run) {
 // ---------------------------------------------------------------------------
 // Attacks. Each returns rows: { attack, case, count, results: { [server key]: figures, with a one-line summary } }.
 
-/** CPU per upgrade for one request, sent `upgrades` times in each of `rounds` interleaved rounds, one at a time. */
+/** CPU per upgrade for one request, sent `upgrades` times (`inFlight` at a time) in each of `rounds` interleaved rounds. */
 async function cpuPerUpgrade (servers, bytes) {
   const results = {}
   await Promise.all(servers.map(async (server) => { results[server.key] = { before: await stats(server), outcomes: [], rounds: [] } }))
   for (const server of servers) {
     for (let i = 0; i < config.warmup; i++) await exchange(server.port, bytes)
   }
+  // Each round: every server in turn, from a different first one.
   for (let round = 0; round < config.rounds; round++) {
     for (let i = 0; i < servers.length; i++) {
       const server = servers[(i + round) % servers.length]
       const r = results[server.key]
       const cpu0 = await cpuUs(server)
-      for (let n = 0; n < config.upgrades; n++) r.outcomes.push(await exchange(server.port, bytes))
+      let sent = 0
+      await Promise.all(Array.from({ length: config.inFlight }, async () => {
+        while (sent < config.upgrades) {
+          sent++
+          r.outcomes.push(await exchange(server.port, bytes))
+        }
+      }))
       const cpu1 = await cpuUs(server)
       r.rounds.push(cpu0 === null || cpu1 === null ? null : (cpu1 - cpu0) / config.upgrades)
     }
@@ -461,7 +485,7 @@ async function slowlorisAttack () {
       const f = results[server.key]
       const kept = f.keptMs === null ? '' : ` after ${(f.keptMs.min / 1000).toFixed(1)}–${(f.keptMs.max / 1000).toFixed(1)} s`
       f.summary = `${f.closedByServer}/${config.slowloris} closed by the server${kept} (${formatTally(f.client)}); ` +
-        `${f.openAtBound} still open at ${config.slowlorisMs / 1000} s; handshake during: ${f.healthDuring}`
+        `${f.openAtBound} still open at ${config.slowlorisMs / 1000} s; handshake during: ${f.healthDuring}; CPU ${cpuSeconds(f)}`
     }))
   } finally {
     await stopAll(servers)
@@ -470,49 +494,60 @@ async function slowlorisAttack () {
 }
 
 // A flood of valid upgrades to /pending, whose decision never comes: all sent
-// (200 connecting at a time), held `floodWaitMs`, then released. One server at a time.
+// (200 connecting at a time), held `floodWaitMs` after the last, then
+// released. One server at a time; then the gate again with a lower
+// maxPendingHandshakes (floodCap), since with its defaults the 10 s
+// handshakeTimeout may answer the first before the last are in.
 async function floodAttack () {
-  const results = {}
-  console.error(`flood: ${config.flood} upgrades to a never-settling handshake, per server`)
-  for (const spec of SERVERS) {
-    const [server] = await startAll([spec])
-    try {
-      results[server.key] = await measured(server, async () => {
-        const conns = []
-        const bytes = upgrade('/pending')
-        const started = now()
-        let next = 0
-        await Promise.all(Array.from({ length: 200 }, async () => {
-          while (next < config.flood) {
-            next++
-            const conn = new Conn(server.port, bytes)
-            conns.push(conn)
-            await new Promise((resolve) => {
-              conn.socket.once('connect', resolve)
-              conn.socket.once('close', resolve)
-            })
-          }
-        }))
-        const sentMs = now() - started
-        await wait(Math.min(1000, config.floodWaitMs))
-        const within1s = tally(conns.map((conn) => conn.outcome))
-        const healthDuring = await health(server)
-        const held = await stats(server)
-        const peak = await memNow(server)
-        await wait(Math.max(0, started + sentMs + config.floodWaitMs - now()))
-        const byEnd = tally(conns.map((conn) => conn.outcome))
-        for (const conn of conns) conn.destroy()
-        await wait(500)
-        return { sentMs, client: within1s, clientAtBound: byEnd, healthDuring, held, maxRss: peak?.maxRss ?? null }
-      })
-    } finally {
-      await stopAll([server])
+  const rows = []
+  const capped = { ...SERVERS[0], env: { ...SERVERS[0].env, WS_GATE_MAX_PENDING: String(config.floodCap) } }
+  const cases = [['defaults', SERVERS], [`fastify-ws-gate with maxPendingHandshakes: ${config.floodCap}`, [capped]]]
+  for (const [label, specs] of cases) {
+    const results = {}
+    for (const spec of specs) {
+      console.error(`flood: ${config.flood} upgrades to a never-settling handshake, ${spec.key} (${label})`)
+      const [server] = await startAll([spec])
+      try {
+        results[server.key] = await measured(server, async () => {
+          const conns = []
+          const bytes = upgrade('/pending')
+          const started = now()
+          let next = 0
+          await Promise.all(Array.from({ length: 200 }, async () => {
+            while (next < config.flood) {
+              next++
+              const conn = new Conn(server.port, bytes)
+              conns.push(conn)
+              await new Promise((resolve) => {
+                conn.socket.once('connect', resolve)
+                conn.socket.once('close', resolve)
+              })
+            }
+          }))
+          const sentMs = now() - started
+          await wait(Math.min(1000, config.floodWaitMs))
+          const held = tally(conns.map((conn) => conn.outcome))
+          const healthDuring = await health(server)
+          const during = await stats(server)
+          const peak = await memNow(server)
+          await wait(Math.max(0, started + sentMs + config.floodWaitMs - now()))
+          const atBound = tally(conns.map((conn) => conn.outcome))
+          for (const conn of conns) conn.destroy()
+          await wait(500)
+          return { sentMs, client: held, clientAtBound: atBound, healthDuring, during, maxRss: peak?.maxRss ?? null }
+        })
+      } finally {
+        await stopAll([server])
+      }
+      const f = results[spec.key]
+      const d = f.during
+      f.summary = `sent in ${(f.sentMs / 1000).toFixed(1)} s; 1 s after the last: ${formatTally(f.client)}` +
+        `${d === null ? '' : ` (server: ${d.connections} open, ${d.pending} reached the handler, heap ${mib(d.heapUsed)}, RSS ${mib(d.rss)})`}; ` +
+        `${config.floodWaitMs / 1000} s after: ${formatTally(f.clientAtBound)}; handshake during: ${f.healthDuring}; CPU ${cpuSeconds(f)}`
     }
-    const f = results[spec.key]
-    f.summary = `1 s after sending: ${formatTally(f.client)}; at ${config.floodWaitMs / 1000} s: ${formatTally(f.clientAtBound)}; ` +
-      `held: ${f.held === null ? '?' : `${f.held.pending} pending, heap ${mib(f.held.heapUsed)}, RSS ${mib(f.held.rss)}`}; handshake during: ${f.healthDuring}`
+    rows.push({ attack: 'flood', case: `valid upgrades to a handshake that never settles, held ${config.floodWaitMs / 1000} s after the last (${label})`, count: config.flood, results })
   }
-  return [{ attack: 'flood', case: `valid upgrades to a handshake that never settles, held ${config.floodWaitMs / 1000} s`, count: config.flood, results }]
+  return rows
 }
 
 // Early frames: an upgrade, and right behind it (same write) earlyBytes of
@@ -543,7 +578,7 @@ async function earlyFramesAttack () {
         })
         const f = results[server.key]
         f.summary = `${formatTally(f.client)}; ${f.closedByServer} closed by the server within ${config.earlyWaitMs / 1000} s; ` +
-          `peak RSS +${f.maxRss === null || f.memory.before === null ? '?' : mib(f.maxRss - f.memory.before.rss)}`
+          `peak RSS +${f.maxRss === null || f.memory.before === null ? '?' : mib(f.maxRss - f.memory.before.rss)}; CPU ${cpuSeconds(f)}`
       }
     } finally {
       await stopAll(servers)
@@ -602,7 +637,7 @@ async function ignoredCloseAttack () {
       const f = results[spec.key]
       const closed = f.closedByServerAfterMs === null ? `still open at ${(config.ignoredCloseMs / 1000).toFixed(1)} s` : `closed by the server after ${(f.closedByServerAfterMs / 1000).toFixed(1)} s`
       f.summary = `${f.client}; sent ${mib(f.bytesSent)}, ${closed}; peak RSS +${f.maxRss === null || f.memory.before === null ? '?' : mib(f.maxRss - f.memory.before.rss)}, ` +
-        `after GC once gone +${f.memory.after === null || f.memory.before === null ? '?' : mib(f.memory.after.rss - f.memory.before.rss)}`
+        `after GC once gone +${f.memory.after === null || f.memory.before === null ? '?' : mib(f.memory.after.rss - f.memory.before.rss)}; CPU ${cpuSeconds(f)}`
     }
     rows.push({ attack: 'ignored-close', case: `${label} (${path}); 1 MiB frames for ${config.ignoredCloseMs / 1000} s`, count: 1, results })
   }
@@ -709,7 +744,7 @@ function report (rows) {
         const kinds = [...new Set(f.errors.map((e) => `${e.msg}${e.code ? ` (${e.code})` : ''}`))]
         cell += `; ${f.errors.length} error log(s): ${kinds.slice(0, 3).join(', ')}`
       }
-      return cell.replaceAll('|', '\\|')
+      return cell.replaceAll('FST_WS_GATE_', '').replaceAll('|', '\\|')
     })
     lines.push(`| ${row.attack} | ${row.case} | ${row.count} | ${cells.join(' | ')} |`)
   }
