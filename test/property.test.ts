@@ -303,7 +303,9 @@ const headerValue = fc.oneof(
   { arbitrary: fc.string({ unit: 'binary', maxLength: 20 }), weight: 1 },
   { arbitrary: fc.string({ unit: fc.constantFrom('\r', '\n', '\0', '\u007f', 'a', ' ', '\t', '\u00e9', '\u2603'), maxLength: 10 }), weight: 1 },
   { arbitrary: fc.integer(), weight: 1 },
-  { arbitrary: fc.double(), weight: 1 }
+  { arbitrary: fc.double(), weight: 1 },
+  // Not values: numbers that are not finite, and what is not a string or a number.
+  { arbitrary: fc.constantFrom<unknown>(NaN, Infinity, -Infinity, null, true, {}), weight: 1 }
 )
 const headers = fc.oneof(
   { arbitrary: fc.constant(undefined), weight: 2 },
