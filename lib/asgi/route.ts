@@ -23,7 +23,7 @@ export interface AsgiOptions {
   rootPath?: string
 }
 
-/** What asgi() returns: spread it into `app.route({ method, url, ...asgi(app) })` or pass it to `app.get(url, ...)`. */
+/** What asgi(app) returns, for an ASGI callable `app`: spread it into `fastify.route({ method, url, ...asgi(app) })` or pass it to `fastify.get(url, asgi(app))`. */
 export interface AsgiRouteOptions {
   websocket: true
   handshake: HandshakeHandler
