@@ -2,7 +2,7 @@
 // expect-error directive must fail to compile; everything else must compile.
 import Fastify, { type FastifyRequest } from 'fastify'
 import fastifyWsGate, {
-  accept, asgi, reject, type AcceptDecision, type AsgiApp, type AsgiReceiveMessage, type HandshakeContext,
+  accept, asgi, errors, fastifyWsGate as plugin, HANDSHAKE_CHANNEL, reject, type AcceptDecision, type AsgiApp, type AsgiReceiveMessage, type HandshakeContext,
   type HandshakeDecision, type HandshakeHandler, type InjectedHandshake, type RejectDecision, type RejectVia, type WebSocketScope
 } from '../../lib/index.js'
 
@@ -11,6 +11,16 @@ app.register(fastifyWsGate)
 app.register(fastifyWsGate, { handshakeTimeout: 5000, websocket: { options: { maxPayload: 1024 } } })
 // @ts-expect-error handshakeTimeout is a number
 app.register(fastifyWsGate, { handshakeTimeout: '5s' })
+
+// The named export is the plugin too, and the public types are also on the
+// plugin's namespace (the package's declaration is an `export =`).
+app.register(plugin, { rejectVia: 'auto' })
+// @ts-expect-error handshakeTimeout is a number
+app.register(plugin, { handshakeTimeout: '5s' })
+const onNamespace: fastifyWsGate.HandshakeDecision = fastifyWsGate.accept()
+const channel: 'fastify-ws-gate:handshake' = HANDSHAKE_CHANNEL
+const coded: Error & { code: string } = new errors.FST_WS_GATE_BAD_REQUEST('bad')
+console.log(onNamespace, channel, coded)
 
 const a: AcceptDecision = accept({ protocol: 'chat', headers: { 'set-cookie': ['a=1', 'b=2'] } })
 const r: RejectDecision = reject(401, 'Invalid token', { headers: [['www-authenticate', 'Bearer']], body: { why: 'expired' } })
