@@ -11,14 +11,24 @@
 //          --before DIR   also fastify-ws-gate as built in another checkout (its dist/), in the protocols and headers attacks
 //          --gate DIR     fastify-ws-gate as built in another checkout instead of this one's dist/ (a committed build, while lib/ is being edited)
 //          --out FILE
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { connect } from 'node:net'
-import { cpus } from 'node:os'
+import { cpus, loadavg } from 'node:os'
 import { resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { cpuTime, pin, startServer, writeResults } from './harness.mjs'
+import { cpuTime, LOAD_CORE, pin, startServer, writeResults } from './harness.mjs'
 import { median } from './stats.mjs'
+
+// The clients run on the load generator's core, the servers on theirs (as in
+// npm run bench): this script runs itself again under taskset.
+if (pin && process.env.WS_GATE_ATTACKS_PINNED === undefined) {
+  const { status } = spawnSync('taskset', ['-c', LOAD_CORE, process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+    stdio: 'inherit',
+    env: { ...process.env, WS_GATE_ATTACKS_PINNED: '1' }
+  })
+  process.exit(status ?? 1)
+}
 
 const { values: flags } = parseArgs({
   options: {
@@ -753,6 +763,8 @@ function report (rows) {
 
 async function main () {
   const started = Date.now()
+  // The machine may be shared: its load before and after the run.
+  const load = [loadavg()]
   const rows = []
   for (const name of chosen) rows.push(...await ATTACKS[name]())
   const text = report(rows)
@@ -766,6 +778,7 @@ async function main () {
     gateBuild: flags.gate === undefined ? 'dist/' : { dir: flags.gate, commit: git('-C', resolve(flags.gate), 'rev-parse', 'HEAD') },
     node: process.version,
     cpus: cpus().length,
+    loadavg: [...load, loadavg()],
     pinned: pin,
     quick,
     attacks: chosen,
@@ -774,7 +787,8 @@ async function main () {
     elapsedMs: Date.now() - started,
     rows
   }, flags.out, 'attacks-')
-  console.log(`\n${quick ? 'quick run; ' : ''}commit ${commit}; ${((Date.now() - started) / 1000).toFixed(0)} s; written: ${out}`)
+  console.log(`\n${quick ? 'quick run; ' : ''}commit ${commit}; ${((Date.now() - started) / 1000).toFixed(0)} s; ` +
+    `load average ${load[0][0].toFixed(1)} before, ${loadavg()[0].toFixed(1)} after; written: ${out}`)
 }
 
 await main()
