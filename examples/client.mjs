@@ -1,6 +1,7 @@
 // A tiny client for the demo: opens a WebSocket and prints what it saw, the
 // 101 (with its subprotocol and first message) or the HTTP denial, in full.
-// Usage: node examples/client.mjs <ws-url> [subprotocol ...]
+// Exit code 0 when the connection opened, 1 when the handshake was refused or
+// failed. Usage: node examples/client.mjs <ws-url> [subprotocol ...]
 import WebSocket from 'ws'
 
 const [url, ...protocols] = process.argv.slice(2)
@@ -21,6 +22,7 @@ ws.on('unexpected-response', (_req, res) => {
   res.on('end', () => {
     console.log(`HTTP ${res.statusCode} ${res.statusMessage}`, res.headers)
     console.log(`body: ${body}`)
+    process.exitCode = 1
   })
 })
 ws.on('error', (err) => {

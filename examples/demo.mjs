@@ -10,8 +10,13 @@ import { readFile } from 'node:fs/promises'
 import Fastify from 'fastify'
 import fastifyWsGate, { accept, reject } from 'fastify-ws-gate'
 
+// PORT and HOST choose where it listens. What a user can fix is one line on
+// stderr naming the variable, and exit code 1; not a stack.
 const port = Number(process.env.PORT ?? 3000)
 const host = process.env.HOST ?? '127.0.0.1'
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  fail(`PORT must be a port number from 0 to 65535, not ${JSON.stringify(process.env.PORT)}`)
+}
 const TOKEN = 'secret'
 const rooms = new Map([['lobby', new Set()], ['dev', new Set()], ['slow', new Set()]])
 
@@ -57,7 +62,12 @@ app.get('/http/rooms/:room', { websocket: true, schema, handshake, rejectVia: 'h
 const page = new URL('./demo/index.html', import.meta.url)
 app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(await readFile(page)))
 
-await app.listen({ port, host })
+try {
+  await app.listen({ port, host })
+} catch (err) {
+  if (err.code !== 'EADDRINUSE') throw err
+  fail(`${host}:${port} is already in use; set the PORT environment variable to another port (PORT=0 picks a free one): PORT=0 npm start`)
+}
 
 const base = `${host}:${app.server.address().port}`
 const curl = (path, extra = '') => `curl -i -N --max-time 5 -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' ${extra}'http://${base}${path}'`
@@ -88,3 +98,8 @@ As a browser (with an Origin header), a refusal is a 101 then a close frame, cod
 
 Ctrl+C to stop.
 `)
+
+function fail (message) {
+  console.error(`fastify-ws-gate demo: ${message}`)
+  process.exit(1)
+}
