@@ -11,7 +11,8 @@
 //          --before DIR   also fastify-ws-gate as built in another checkout (its dist/), in the protocols and headers attacks
 //          --gate DIR     fastify-ws-gate as built in another checkout instead of this one's dist/ (a committed build, while lib/ is being edited)
 //          --out FILE
-import { execFileSync, spawnSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { connect } from 'node:net'
 import { cpus, loadavg } from 'node:os'
 import { resolve } from 'node:path'
@@ -23,11 +24,13 @@ import { median } from './stats.mjs'
 // The clients run on the load generator's core, the servers on theirs (as in
 // npm run bench): this script runs itself again under taskset.
 if (pin && process.env.WS_GATE_ATTACKS_PINNED === undefined) {
-  const { status } = spawnSync('taskset', ['-c', LOAD_CORE, process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+  const child = spawn('taskset', ['-c', LOAD_CORE, process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
     stdio: 'inherit',
     env: { ...process.env, WS_GATE_ATTACKS_PINNED: '1' }
   })
-  process.exit(status ?? 1)
+  for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal))
+  const [code] = await once(child, 'exit')
+  process.exit(code ?? 1)
 }
 
 const { values: flags } = parseArgs({

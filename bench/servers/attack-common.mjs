@@ -23,6 +23,8 @@ export const errorLogger = {
 
 /** Answers the extra commands; `close` is the server's graceful shutdown. */
 export function commands (close) {
+  // The harness gone (killed mid-run): so is this server.
+  process.on('disconnect', () => process.exit(0))
   process.on('message', async (message) => {
     if (message.cmd === 'mem') {
       const { rss, heapUsed, external, arrayBuffers } = process.memoryUsage()
