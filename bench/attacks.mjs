@@ -327,7 +327,7 @@ async function stats (server) {
 /** Memory now, without a GC, and the process's peak RSS. */
 async function memNow (server, ms) {
   const answer = await ask(server, { cmd: 'mem' }, ms)
-  return answer === undefined ? null : { rss: answer.rss, heapUsed: answer.heapUsed, external: answer.external, arrayBuffers: answer.arrayBuffers, maxRss: answer.maxRss }
+  return answer === undefined ? null : { rss: answer.rss, heapUsed: answer.heapUsed, external: answer.external, arrayBuffers: answer.arrayBuffers, maxRss: answer.maxRss, received: answer.received }
 }
 
 async function errorsOf (server) {
@@ -576,10 +576,12 @@ async function earlyFramesAttack () {
     try {
       for (const server of servers) {
         results[server.key] = await measured(server, async () => {
+          const start = await memNow(server)
           const conns = Array.from({ length: config.earlyFrames }, () => new Conn(server.port, Buffer.concat([upgrade(path), frames])))
           await wait(config.earlyWaitMs)
           const peak = await memNow(server)
           const figures = {
+            messagesReceived: start === null || peak === null ? null : peak.received.messages - start.received.messages,
             client: tally(conns.map((conn) => conn.outcome)),
             closedByServer: conns.filter((conn) => conn.closedAt !== null).length,
             bytesTaken: median(conns.map((conn) => conn.socket.bytesWritten - conn.socket.writableLength)),
@@ -590,7 +592,7 @@ async function earlyFramesAttack () {
           return figures
         })
         const f = results[server.key]
-        f.summary = `${formatTally(f.client)}; ${f.closedByServer} closed by the server within ${config.earlyWaitMs / 1000} s; ` +
+        f.summary = `${formatTally(f.client)}; ${f.closedByServer} closed by the server within ${config.earlyWaitMs / 1000} s; ${f.messagesReceived ?? '?'} frames received as messages; ` +
           `peak RSS +${f.maxRss === null || f.memory.before === null ? '?' : mib(f.maxRss - f.memory.before.rss)}; CPU ${cpuSeconds(f)}`
       }
     } finally {
@@ -621,6 +623,7 @@ async function ignoredCloseAttack () {
           await conn.answered(2000)
           if (conn.status !== 101) return { client: conn.outcome, bytesSent: 0 }
           await conn.until(() => conn.closeCode !== null || conn.closedAt !== null, 2000)
+          const start = await memNow(server)
           const samples = []
           const sampler = setInterval(async () => {
             const m = await memNow(server, 1000)
@@ -634,6 +637,8 @@ async function ignoredCloseAttack () {
           const figures = {
             client: `101, close frame ${conn.closeCode ?? 'none'}`,
             bytesSent,
+            // Messages the route's socket emitted (none on /asgi-close, whose messages go to the app's queue).
+            messagesReceived: start === null || peak === null ? null : peak.received.messages - start.received.messages,
             sentMs,
             closedByServerAfterMs: conn.closedAt === null ? null : conn.closedAt - started,
             rssSamples: samples,
@@ -649,7 +654,8 @@ async function ignoredCloseAttack () {
       }
       const f = results[spec.key]
       const closed = f.closedByServerAfterMs === null ? `still open at ${(config.ignoredCloseMs / 1000).toFixed(1)} s` : `closed by the server after ${(f.closedByServerAfterMs / 1000).toFixed(1)} s`
-      f.summary = `${f.client}; sent ${mib(f.bytesSent)}, ${closed}; peak RSS +${f.maxRss === null || f.memory.before === null ? '?' : mib(f.maxRss - f.memory.before.rss)}, ` +
+      const messages = path === '/asgi-close' ? '' : `, ${f.messagesReceived ?? '?'} received as messages`
+      f.summary = `${f.client}; sent ${mib(f.bytesSent)}${messages}, ${closed}; peak RSS +${f.maxRss === null || f.memory.before === null ? '?' : mib(f.maxRss - f.memory.before.rss)}, ` +
         `after GC once gone +${f.memory.after === null || f.memory.before === null ? '?' : mib(f.memory.after.rss - f.memory.before.rss)}; CPU ${cpuSeconds(f)}`
     }
     rows.push({ attack: 'ignored-close', case: `${label} (${path}); 1 MiB frames for ${config.ignoredCloseMs / 1000} s`, count: 1, results })

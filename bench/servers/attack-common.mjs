@@ -2,6 +2,18 @@
 // without a forced GC and the peak RSS, the lines logged at error level, and
 // a graceful close on request (its duration, once it settles).
 
+/** WebSocket messages the routes' sockets received (the harness reads them with 'mem'). */
+export const received = { messages: 0, bytes: 0 }
+
+/** What every accepted socket gets: an error listener that logs at error level, and a count of its messages. */
+export function watch (socket, log) {
+  socket.on('error', log)
+  socket.on('message', (data) => {
+    received.messages++
+    received.bytes += data.length
+  })
+}
+
 /** Error-level log lines and errors the server saw, until the harness reads them. */
 const errors = []
 
@@ -29,7 +41,7 @@ export function commands (close) {
     if (message.cmd === 'mem') {
       const { rss, heapUsed, external, arrayBuffers } = process.memoryUsage()
       // maxRSS is in KiB.
-      process.send({ id: message.id, rss, heapUsed, external, arrayBuffers, maxRss: process.resourceUsage().maxRSS * 1024 })
+      process.send({ id: message.id, rss, heapUsed, external, arrayBuffers, maxRss: process.resourceUsage().maxRSS * 1024, received })
     } else if (message.cmd === 'errors') {
       process.send({ id: message.id, errors: errors.splice(0) })
     } else if (message.cmd === 'close') {

@@ -2,12 +2,12 @@
 // routes of attack-gate.mjs, deciding in hooks (no /asgi-close: no asgi()).
 import fastifyWebsocket from '@fastify/websocket'
 import Fastify from 'fastify'
-import { commands, errorLogger, SLOW_HOOK_MS, sleep } from './attack-common.mjs'
+import { commands, errorLogger, SLOW_HOOK_MS, sleep, watch } from './attack-common.mjs'
 import { counters, serve } from './common.mjs'
 
 const app = Fastify({ logger: errorLogger })
 await app.register(fastifyWebsocket)
-const connected = (socket) => { socket.on('error', (err) => app.log.error({ err }, 'websocket error')) }
+const connected = (socket) => watch(socket, (err) => app.log.error({ err }, 'websocket error'))
 app.get('/accept', { websocket: true }, connected)
 app.get('/close', { websocket: true }, (socket) => {
   connected(socket)

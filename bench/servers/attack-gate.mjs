@@ -4,14 +4,14 @@
 // (a plain websocket route whose async onRequest hook takes SLOW_HOOK_MS).
 // WS_GATE_MAX_PENDING: its maxPendingHandshakes, instead of the default.
 import Fastify from 'fastify'
-import { commands, errorLogger, SLOW_HOOK_MS, sleep } from './attack-common.mjs'
+import { commands, errorLogger, SLOW_HOOK_MS, sleep, watch } from './attack-common.mjs'
 import { counters, serve } from './common.mjs'
 
 // WS_GATE_MODULE: another build of the package (bench/attacks.mjs --before DIR).
 const { default: fastifyWsGate, accept, asgi } = await import(process.env.WS_GATE_MODULE ?? 'fastify-ws-gate')
 const app = Fastify({ logger: errorLogger })
 await app.register(fastifyWsGate, process.env.WS_GATE_MAX_PENDING === undefined ? {} : { maxPendingHandshakes: Number(process.env.WS_GATE_MAX_PENDING) })
-const connected = (socket) => { socket.on('error', (err) => app.log.error({ err }, 'websocket error')) }
+const connected = (socket) => watch(socket, (err) => app.log.error({ err }, 'websocket error'))
 app.get('/accept', { websocket: true, handshake: () => accept() }, connected)
 app.get('/close', { websocket: true, handshake: () => accept() }, (socket) => {
   connected(socket)

@@ -4,7 +4,7 @@
 // server and the HTTP server.
 import { createServer } from 'node:http'
 import { WebSocketServer } from 'ws'
-import { commands, logError, SLOW_HOOK_MS } from './attack-common.mjs'
+import { commands, logError, SLOW_HOOK_MS, watch } from './attack-common.mjs'
 import { counters, serve } from './common.mjs'
 
 const server = createServer((_req, res) => { res.writeHead(404).end() })
@@ -20,7 +20,7 @@ const wss = new WebSocketServer({
 })
 wss.on('error', (err) => logError('websocket server error', err))
 wss.on('connection', (socket, req) => {
-  socket.on('error', (err) => logError('websocket error', err))
+  watch(socket, (err) => logError('websocket error', err))
   if (req.url === '/close') socket.close(1000, 'bye')
 })
 commands(async () => {
