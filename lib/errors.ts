@@ -10,6 +10,12 @@ export const FST_WS_GATE_REGISTRATION = createError(
   'FST_WS_GATE_REGISTRATION', 'fastify-ws-gate must be registered once, on the root instance: %s', 500)
 export const FST_WS_GATE_INVALID_ROUTE_OPTION = createError(
   'FST_WS_GATE_INVALID_ROUTE_OPTION', 'Invalid option %s on route %s: %s', 500, TypeError)
+export const FST_WS_GATE_HTTP2_NOT_SUPPORTED = createError(
+  'FST_WS_GATE_HTTP2_NOT_SUPPORTED', 'fastify-ws-gate does not serve WebSockets over HTTP/2 yet: create the app without http2: true (an HTTP/2 server never emits the upgrades it gates)', 500)
+// Logged (at warn) when the gate is registered after routes it therefore
+// never saw: upgrades to them get FST_WS_GATE_UNGATED_ROUTE.
+export const FST_WS_GATE_REGISTERED_AFTER_ROUTES = createError(
+  'FST_WS_GATE_REGISTERED_AFTER_ROUTES', 'fastify-ws-gate was registered after these routes, so it never saw their options; upgrades to them are answered 500. Register it (with await) before your routes:\n%s', 500)
 
 // Malformed upgrade requests: answered before any application code runs.
 export const FST_WS_GATE_BAD_REQUEST = createError(
@@ -20,6 +26,12 @@ export const FST_WS_GATE_UNSUPPORTED_VERSION = createError(
   'FST_WS_GATE_UNSUPPORTED_VERSION', 'Unsupported Sec-WebSocket-Version %s: this server speaks version 13', 426)
 export const FST_WS_GATE_NOT_WEBSOCKET_ROUTE = createError(
   'FST_WS_GATE_NOT_WEBSOCKET_ROUTE', 'Route %s %s has no WebSocket handler', 400)
+
+// An upgrade that reached a route, or ws, by a path the gate does not guard
+// (a route declared before the plugin was registered, ws's handleUpgrade()
+// called by other code): answered 500 and logged, never upgraded.
+export const FST_WS_GATE_UNGATED_ROUTE = createError(
+  'FST_WS_GATE_UNGATED_ROUTE', 'The upgrade reached %s without passing fastify-ws-gate; it was refused', 500)
 
 // A reply Fastify was about to send to an upgrade request could not go on
 // the wire as it was (a 1xx status, a status message with CR or LF).

@@ -106,7 +106,7 @@ t.test('outcomes outside the handshake handler: malformed, hooks, the router, or
   t.strictSame(events.map(({ outcome, route, url, status }) => ({ outcome, route, url, status })), [
     { outcome: 'rejected', route: '/private', url: '/private', status: 401 },
     { outcome: 'rejected', route: '/guarded', url: '/guarded', status: 403 },
-    { outcome: 'accepted', route: null, url: '/plain-ws', status: 101 },
+    { outcome: 'accepted', route: '/plain-ws', url: '/plain-ws', status: 101 },
     { outcome: 'rejected', route: '/http', url: '/http', status: 400 },
     { outcome: 'rejected', route: null, url: '/nowhere', status: 404 },
     { outcome: 'rejected', route: null, url: '/private', status: 426 },

@@ -12,6 +12,8 @@ export interface UpgradeRequest {
   method?: string
   httpVersion: string
   headers: IncomingHttpHeaders
+  /** As Node gives them; absent on the request objects @fastify/websocket's injectWS() makes. */
+  rawHeaders?: string[]
 }
 
 export interface UpgradeProblem {
@@ -68,8 +70,17 @@ export function parseProtocols (value: string | undefined): string[] | null {
 
 const SHORT_LIST = 8
 
-/** The subprotocols offered, or the reason the request cannot be a WebSocket handshake. */
-export function checkUpgrade (req: UpgradeRequest): string[] | UpgradeProblem {
+// The headers the checks read. Node gives every one as a string; request
+// objects made in-process (@fastify/websocket's injectWS() sends the version
+// as the number 13) may not.
+const CHECKED = ['host', 'upgrade', 'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol'] as const
+
+/**
+ * The subprotocols offered, or the reason the request cannot be a WebSocket
+ * handshake. `requireHost`: a request without Host is refused, as Node's
+ * `requireHostHeader` does for other requests (a duplicated Host always is).
+ */
+export function checkUpgrade (req: UpgradeRequest, requireHost: boolean): string[] | UpgradeProblem {
   if (req.method !== 'GET') {
     return { error: new FST_WS_GATE_METHOD_NOT_ALLOWED(req.method), headers: [['Allow', 'GET']] }
   }
@@ -77,6 +88,18 @@ export function checkUpgrade (req: UpgradeRequest): string[] | UpgradeProblem {
     return bad('A WebSocket upgrade needs HTTP/1.1')
   }
   const { headers } = req
+  for (const name of CHECKED) {
+    const value: unknown = headers[name]
+    if (value === undefined || typeof value === 'string') continue
+    // A number becomes the text a client would have sent, so that ws, which
+    // reads these headers again, sees it as such.
+    if (typeof value !== 'number') return bad(`Invalid ${name} header`)
+    headers[name] = String(value)
+  }
+  // RFC 9112 §3.2: exactly one Host.
+  if (headers.host === undefined ? requireHost : hostRepeated(req.rawHeaders)) {
+    return bad('A request needs exactly one Host header')
+  }
   if (!isWebSocketUpgrade(headers.upgrade)) {
     return bad('Missing or invalid Upgrade header: expected "websocket"')
   }
@@ -93,6 +116,19 @@ export function checkUpgrade (req: UpgradeRequest): string[] | UpgradeProblem {
   }
   const protocols = parseProtocols(headers['sec-websocket-protocol'])
   return protocols ?? bad('Invalid Sec-WebSocket-Protocol header')
+}
+
+// Node keeps the first of several Host lines in `headers`; the raw list has them all.
+function hostRepeated (raw: string[] | undefined): boolean {
+  if (raw === undefined) return false
+  let seen = false
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]
+    if (name.length !== 4 || name.toLowerCase() !== 'host') continue
+    if (seen) return true
+    seen = true
+  }
+  return false
 }
 
 /** Whether an Upgrade header asks for WebSocket. */

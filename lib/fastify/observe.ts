@@ -22,7 +22,7 @@ export interface HandshakeEvent {
 }
 
 /** The engine's final states, as outcomes. */
-const OUTCOMES: Record<Exclude<HandshakeState, 'pending'>, HandshakeEvent['outcome']> = {
+export const OUTCOMES: Record<Exclude<HandshakeState, 'pending'>, HandshakeEvent['outcome']> = {
   accepted: 'accepted',
   denied: 'rejected',
   refused: 'rejected',
@@ -45,11 +45,6 @@ export interface Reported {
 /** When an upgrade reached the gate, for its duration (taken even while nobody subscribes: one may subscribe before it ends). */
 export function started (): number {
   return performance.now()
-}
-
-/** Publishes the outcome of an upgrade's handshake, as the engine settled it. */
-export function publishSettled (upgrade: Reported, state: HandshakeState, status: number | undefined): void {
-  publish(upgrade, OUTCOMES[state as Exclude<HandshakeState, 'pending'>], status ?? null)
 }
 
 /** Publishes the upgrade's outcome, the first time only. */

@@ -1,57 +1,95 @@
 // The Fastify face of the handshake engine.
 //
-// How a request travels: we own the server's 'upgrade' listener and answer
-// malformed handshakes there, before any application code. Valid ones go on to
-// @fastify/websocket (through a relay emitter), which routes them through
-// Fastify, so hooks and schema validation run as for any request. Our onRoute
-// hook wraps every route handler: on a WebSocket route with `handshake` the
-// wrapper runs the handler and applies its decision; on a plain route it
-// answers 400 instead of letting @fastify/websocket send a 101 and hang up.
+// How a request travels: we own the 'upgrade' listener of the server that
+// receives upgrades (Fastify's own, or ws's `server` option) and answer
+// malformed handshakes there, before any application code. Valid ones go on
+// to @fastify/websocket, which listens to a relay instead of a server and
+// routes them through Fastify, so hooks and schema validation run as for any
+// request. Our onRoute hook wraps the handler of every route: a WebSocket
+// route's wrapper admits the upgrade (after its `handshake`, if it has one),
+// a plain route's answers 400 instead of letting @fastify/websocket send a
+// 101 and hang up. ws is handed an upgrade only through our wrapper of its
+// handleUpgrade(), which refuses any the gate did not admit.
 import { EventEmitter } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { performance } from 'node:perf_hooks'
 import fastifyWebsocket from '@fastify/websocket'
 import type {
   FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RouteHandlerMethod, RouteOptions
 } from 'fastify'
 import fp from 'fastify-plugin'
-import type { WebSocketServer } from 'ws'
+import type { WebSocket, WebSocketServer } from 'ws'
 import {
-  FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_INVALID_OPTION, FST_WS_GATE_INVALID_REPLY, FST_WS_GATE_INVALID_ROUTE_OPTION,
-  FST_WS_GATE_NON_ERROR_THROWN, FST_WS_GATE_NOT_WEBSOCKET_ROUTE, FST_WS_GATE_ORIGIN_NOT_ALLOWED, FST_WS_GATE_OVERLOADED,
-  FST_WS_GATE_REGISTRATION, FST_WS_GATE_SHUTTING_DOWN
+  FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_HTTP2_NOT_SUPPORTED, FST_WS_GATE_INVALID_OPTION, FST_WS_GATE_INVALID_REPLY,
+  FST_WS_GATE_INVALID_ROUTE_OPTION, FST_WS_GATE_NON_ERROR_THROWN, FST_WS_GATE_NOT_WEBSOCKET_ROUTE,
+  FST_WS_GATE_ORIGIN_NOT_ALLOWED, FST_WS_GATE_OVERLOADED, FST_WS_GATE_REGISTERED_AFTER_ROUTES, FST_WS_GATE_REGISTRATION,
+  FST_WS_GATE_SHUTTING_DOWN, FST_WS_GATE_UNGATED_ROUTE
 } from '../errors.js'
 import { describe } from '../engine/denial.js'
 import { Handshake, HandshakeRegistry, type HandshakeFace, type HandshakeSettings, type HandshakeState } from '../engine/handshake.js'
 import { checkRejectVia, closesWithFrame, type Refusal } from '../engine/refusal.js'
 import { injectUpgrade, type InjectHandshakeOptions } from '../engine/inject.js'
 import type { OriginCheck } from '../engine/origin.js'
-import { publish, publishEarly, publishSettled, started, type Reported } from './observe.js'
+import { publish, publishEarly, started, OUTCOMES, type HandshakeEvent, type Reported } from './observe.js'
 import { checkTimeout, originsOption, settings } from './options.js'
 import { kDrivesEngine } from './driver.js'
-import { closeAfter, errorBody, guard, isStatusMessage, JSON_TYPE, RETRY_LATER, sendError, type DenialLimits, type HeaderPairs } from '../engine/http.js'
+import { errorBody, guard, isStatusMessage, JSON_TYPE, RETRY_LATER, sendError, type DenialLimits, type HeaderPairs } from '../engine/http.js'
 import { checkUpgrade, isWebSocketUpgrade } from '../engine/request.js'
 import type { FastifyWsGateOptions, HandshakeHandler } from './types.js'
 
-// Set by our 'upgrade' listener on the socket of a request that passed the
-// checks, until its 101 (a socket answered otherwise is closed): its presence
-// marks a WebSocket upgrade. One object, one property, on the socket rather
-// than the request, as the socket's 'close' listener needs it too.
+// Set by our 'upgrade' listener on the request of an upgrade that passed the
+// checks: its presence marks a WebSocket upgrade. On the request, not the
+// socket: @fastify/websocket's injectWS() makes requests without one.
 const kUpgrade = Symbol('fastify-ws-gate.upgrade')
+// In the config of every route the gate has seen (its onRoute hook ran).
+const kGated = Symbol('fastify-ws-gate.gated')
 // Set on the server once the gate is installed on it.
 const kInstalled = Symbol('fastify-ws-gate.installed')
 // How long app.close() waits for a client to answer close code 1001.
 const CLOSE_GRACE = 2000
 
 type RequestListener = (req: IncomingMessage, res: ServerResponse) => void
+type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void
+type VerifyClient = (info: { req: IncomingMessage }, done?: (verified: boolean, code?: number, message?: string, headers?: object) => void) => boolean | undefined
+type HandUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, done: (ws: WebSocket, req: IncomingMessage) => void) => void
 
-interface GateSocket extends Duplex {
+interface GateRequest extends IncomingMessage {
   [kUpgrade]?: Upgrade | undefined
 }
 
-// @fastify/websocket's injectWS() makes requests without a socket.
-const upgradeOf = (req: IncomingMessage): Upgrade | undefined => (req.socket as GateSocket | undefined)?.[kUpgrade]
+const upgradeOf = (req: IncomingMessage): Upgrade | undefined => (req as GateRequest)[kUpgrade]
+
+// Fastify's own request logging (5.10 and later): its LogController decides
+// whether request lines are written (disableRequestLogging, isLogDisabled),
+// and writes "request completed". Older 5.x have the option alone.
+interface LogController {
+  requestCompleted (err: null, request: FastifyRequest, reply: FastifyReply): void
+}
+
+/**
+ * What @fastify/websocket listens to instead of a server. The gate hands it
+ * the upgrades that passed its checks (forward()); an 'upgrade' emitted on it
+ * from outside (@fastify/websocket's injectWS()) enters the gate like one on
+ * the server.
+ */
+class Relay extends EventEmitter {
+  readonly #enter: UpgradeListener
+  constructor (enter: UpgradeListener) {
+    super()
+    this.#enter = enter
+  }
+
+  override emit (event: string | symbol, ...args: unknown[]): boolean {
+    if (event !== 'upgrade') return super.emit(event, ...args)
+    this.#enter(...(args as Parameters<UpgradeListener>))
+    return true
+  }
+
+  forward (req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    super.emit('upgrade', req, socket, head)
+  }
+}
 
 const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyWsGate (fastify, options) {
   const { handshakeTimeout, maxPendingHandshakes, limits, origins, rejectVia } = settings(options)
@@ -68,84 +106,118 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     upgrade.counted = false
     inflight--
   }
-  // An upgrade whose socket closes before any answer, while the gate has
-  // handed it on (see hold()). One function for every upgrade rather than a
-  // closure each; it stays on the socket once the upgrade is released (it
-  // then does nothing).
-  function onCountedClose (this: GateSocket): void {
-    const upgrade = this[kUpgrade]
-    if (upgrade === undefined || !upgrade.counted) return
-    release(upgrade)
-    publish(upgrade, 'aborted', null)
-  }
   let shed = 0
   // The gate owns the server's upgrade path, which is server-wide; from a
   // child context its hooks would cover only some of the routes it receives.
-  const server = fastify.server as typeof fastify.server & { [kInstalled]?: true }
+  const server = fastify.server as typeof fastify.server & { [kInstalled]?: true, requireHostHeader?: boolean }
   if (!Object.prototype.hasOwnProperty.call(fastify, 'server')) {
     throw new FST_WS_GATE_REGISTRATION('it was registered in a child context (routes in every context are gated from the root)')
   }
   if (server[kInstalled] === true) throw new FST_WS_GATE_REGISTRATION('it is already registered on this server')
+  if (fastify.initialConfig.http2 === true) throw new FST_WS_GATE_HTTP2_NOT_SUPPORTED()
   server[kInstalled] = true
+  const requireHost = server.requireHostHeader !== false
+  // Routes declared before the gate never had their options read: their
+  // upgrades are refused (the onRequest hook below). Fastify cannot tell us
+  // which of them are WebSocket routes, so this is a warning, not an error.
+  const earlier = fastify.printRoutes()
+  if (earlier !== '(empty tree)') {
+    const err = new FST_WS_GATE_REGISTERED_AFTER_ROUTES(earlier)
+    fastify.log.warn({ code: err.code }, err.message)
+  }
   fastify.decorate('wsGate', {
     get pending () { return inflight },
     get shed () { return shed }
   })
   fastify.decorate('injectHandshake', async function injectHandshake (this: FastifyInstance, url: string, options?: InjectHandshakeOptions) {
     await this.ready()
-    return injectUpgrade(server, url, options)
+    return injectUpgrade(entry, url, options)
   })
 
-  // Shutdown, first of all: pending handshakes get 503 with Retry-After (their
-  // signals abort), and so does any upgrade that arrives from now on.
+  // Shutdown begins when close() is called: pending handshakes get 503 with
+  // Retry-After (their signals abort), and so does any upgrade that arrives
+  // from now on. Not in a preClose hook: Fastify stops routing before those
+  // run (it would answer an upgrade with a bare 503 of its own, on a socket
+  // nobody then closes), and preClose hooks registered before the gate's
+  // (@fastify/websocket's, when the app registered it first) can take seconds.
   let closing = false
-  fastify.addHook('preClose', (done) => {
-    closing = true
-    pending.shutdown()
-    done()
-  })
+  const close = fastify.close
+  fastify.close = function (this: FastifyInstance, ...args: unknown[]) {
+    if (!closing) {
+      closing = true
+      pending.shutdown()
+    }
+    return (close as (...args: unknown[]) => unknown).apply(this, args)
+  } as typeof fastify.close
 
-  // @fastify/websocket listens to a relay instead of the server, so that
+  // @fastify/websocket listens to the relay instead of a server, so that
   // nothing reaches Fastify's routing before our checks.
-  const relay = new EventEmitter()
-  if (fastify.hasDecorator('websocketServer')) {
+  const relay = new Relay(onUpgrade)
+  // The server whose upgrades the gate receives.
+  let entry: EventEmitter = server
+  const registeredFirst = fastify.hasDecorator('websocketServer')
+  if (registeredFirst) {
     if (websocket !== undefined) {
       throw new FST_WS_GATE_INVALID_OPTION('websocket', '@fastify/websocket is already registered; configure it there')
     }
-    for (const listener of server.rawListeners('upgrade')) {
-      server.removeListener('upgrade', listener as (...args: unknown[]) => void)
-      relay.on('upgrade', listener as (...args: unknown[]) => void)
+    const listeners = server.rawListeners('upgrade') as UpgradeListener[]
+    // @fastify/websocket listens on another server (its `server` option):
+    // those upgrades would reach routes without passing the gate.
+    if (listeners.length === 0) {
+      throw new FST_WS_GATE_REGISTRATION('@fastify/websocket was registered with options.server; register it through fastify-ws-gate\'s `websocket` option instead, so that the gate receives that server\'s upgrades')
+    }
+    for (const listener of listeners) {
+      server.removeListener('upgrade', listener)
+      relay.on('upgrade', listener)
     }
   } else {
+    const { server: external, ...wsOptions } = websocket?.options ?? {}
+    if (external !== undefined && external !== null) entry = external as EventEmitter
     await fastify.register(fastifyWebsocket, {
       preClose: closeConnections,
       ...websocket,
-      options: { ...websocket?.options, server: relay as never }
+      options: { ...wsOptions, server: relay as never }
     })
+    // Registered again (alphabetical autoloading puts fastify-ws-gate
+    // first), @fastify/websocket would fail deep inside with
+    // FST_ERR_DEC_ALREADY_PRESENT on its 'ws' request decorator.
+    const decorateRequest = fastify.decorateRequest
+    fastify.decorateRequest = function (this: FastifyInstance, name: string, ...rest: unknown[]) {
+      if (name === 'ws') {
+        throw new FST_WS_GATE_REGISTRATION('@fastify/websocket was registered after it, and fastify-ws-gate registers @fastify/websocket itself: remove that registration (pass its options as fastify-ws-gate\'s `websocket` option), or register @fastify/websocket before fastify-ws-gate')
+      }
+      return (decorateRequest as (...args: unknown[]) => FastifyInstance).call(this, name, ...rest)
+    } as typeof fastify.decorateRequest
   }
 
   // Accepted connections get close code 1001 (unless the app gave its own
   // preClose to @fastify/websocket), and close resolves once they are gone.
   async function closeConnections (this: FastifyInstance): Promise<void> {
     const wss = this.websocketServer
+    // First, so that ws completes no upgrade from now on (one its
+    // verifyClient still holds, say); it reports once every client is gone.
+    const closed = new Promise((resolve) => wss.close(resolve))
     // Without clientTracking ws keeps no list; there is nothing to close here then.
     // A client that does not answer the close frame is cut off after a grace
     // period (ws alone would wait 30 s, longer than Fastify waits for preClose).
-    const closed = [...(wss.clients ?? [])].map((client) => new Promise((resolve) => {
+    for (const client of wss.clients ?? []) {
       const timer = setTimeout(() => client.terminate(), CLOSE_GRACE)
-      client.once('close', () => {
-        clearTimeout(timer)
-        resolve(undefined)
-      })
+      client.once('close', () => clearTimeout(timer))
       client.close(1001, 'Server shutting down')
-    }))
-    await Promise.all(closed)
-    await new Promise((resolve) => wss.close(resolve))
+    }
+    await closed
   }
 
+  // @fastify/websocket's injectWS() builds a request object without a Host
+  // header (which the checks require); it gets the one Fastify's inject() uses.
+  const injectWS = fastify.injectWS
+  fastify.injectWS = function (this: FastifyInstance, path?: string, context: { headers?: Record<string, unknown> } = {}, ...rest: unknown[]) {
+    return (injectWS as (...args: unknown[]) => ReturnType<typeof injectWS>).call(this, path, { ...context, headers: { host: 'localhost:80', ...context.headers } }, ...rest)
+  } as typeof fastify.injectWS
+
   const wss = fastify.websocketServer
-  const gate: GateParts = { release, hold, wss, limits }
-  server.on('upgrade', onUpgrade)
+  const gate: GateParts = { release, hold, report, admit, wss, limits }
+  entry.on('upgrade', onUpgrade)
   // `Upgrade: websocket` without `Connection: upgrade` is not an upgrade to
   // Node, which sends it down the ordinary request path. It is a malformed
   // WebSocket handshake, answered here before Fastify sees it.
@@ -153,7 +225,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   server.removeAllListeners('request')
   server.on('request', onRequest)
   fastify.addHook('onClose', (_instance, done) => {
-    server.removeListener('upgrade', onUpgrade)
+    entry.removeListener('upgrade', onUpgrade)
     server.removeListener('request', onRequest)
     for (const handler of handlers) server.on('request', handler)
     delete server[kInstalled]
@@ -161,7 +233,9 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   })
 
   function onRequest (this: unknown, req: IncomingMessage, res: ServerResponse): void {
-    if (isWebSocketUpgrade(req.headers.upgrade)) {
+    // With ws's `server` option, a real upgrade on Fastify's own server comes
+    // this way too (nothing listens for it there): an ordinary request then.
+    if (isWebSocketUpgrade(req.headers.upgrade) && !asksUpgrade(req.headers.connection)) {
       const err = new FST_WS_GATE_BAD_REQUEST('Missing or invalid Connection header: expected "upgrade"')
       fastify.log.debug({ statusCode: 400, reason: err.message }, 'malformed WebSocket upgrade request')
       const body = errorBody(400, err.message, err.code)
@@ -171,8 +245,8 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     for (const handler of handlers) handler.call(this, req, res)
   }
 
-  function onUpgrade (req: IncomingMessage, socket: GateSocket, head: Buffer): void {
-    const checked = checkUpgrade(req)
+  function onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const checked = checkUpgrade(req, requireHost)
     if (!Array.isArray(checked)) {
       fastify.log.debug({ statusCode: checked.error.statusCode, reason: checked.error.message }, 'malformed WebSocket upgrade request')
       publishEarly(req.url as string, 'rejected', checked.error.statusCode)
@@ -191,33 +265,119 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       sendError(socket, new FST_WS_GATE_OVERLOADED(maxPendingHandshakes), RETRY_LATER, limits)
       return
     }
-    const upgrade = new Upgrade(req.url as string, checked, head, gate)
-    socket[kUpgrade] = upgrade
+    const upgrade = new Upgrade(req.url as string, socket, checked, head, gate)
+    ;(req as GateRequest)[kUpgrade] = upgrade
     inflight++
-    relay.emit('upgrade', req, socket, head)
+    relay.forward(req, socket, head)
     // Answered already, or in a handshake handler (its route is known), where
     // the engine watches the socket while the decision is pending and
     // releases the count if the client leaves.
     if (!upgrade.counted || upgrade.route !== null) return
-    // Fastify answered at once, without hooks (its own 503 once close() has
-    // begun, before our preClose ran): nothing else will close the socket.
-    if ((socket as Socket).bytesWritten > 0) {
-      release(upgrade)
-      publish(upgrade, 'rejected', 503)
-      closeAfter(socket, undefined, limits.timeout)
-      return
-    }
-    hold(upgrade, socket)
+    hold(upgrade)
   }
   // An upgrade still counted when the gate hands it on (to async hooks, to
   // the app's error handler, to ws verifying the client): its socket may
   // close first. Most upgrades are answered before the gate lets go, so
-  // their sockets get no listener of ours: a 'close' listener on every
-  // upgrade cost about 1% of an accepted handshake's CPU time and 150 B per
-  // accepted connection (docs/benchmarks.md).
-  function hold (upgrade: Upgrade, socket: GateSocket): void {
+  // their sockets get no listener of ours (docs/benchmarks.md).
+  function hold (upgrade: Upgrade): void {
     // Handed on twice (async hooks, then ws verifying the client): one listener.
-    if (upgrade.counted && !socket.listeners('close').includes(onCountedClose)) socket.on('close', onCountedClose)
+    if (!upgrade.counted || upgrade.held) return
+    upgrade.held = true
+    upgrade.socket.once('close', () => {
+      if (!upgrade.counted) return
+      release(upgrade)
+      report(upgrade, 'aborted', null)
+    })
+  }
+
+  // Publishes an upgrade's outcome, and logs it as Fastify logs a request
+  // it answered: only for answers that did not go through Fastify's reply
+  // (which logs its own), and not for a client that left.
+  // `wire`: the status on the wire, when it is not the outcome's (a
+  // close-frame refusal's 101).
+  function report (upgrade: Upgrade, outcome: HandshakeEvent['outcome'], status: number | null, wire = status): void {
+    if (upgrade.reported) return
+    publish(upgrade, outcome, status)
+    const { request, reply } = upgrade
+    if (request === undefined || wire === null || reply === undefined) return
+    reply.code(wire)
+    const controller = logController(fastify)
+    if (controller !== undefined) {
+      controller.requestCompleted(null, request, reply)
+      return
+    }
+    const disabled = fastify.initialConfig.disableRequestLogging as boolean | ((request: FastifyRequest) => boolean) | undefined
+    if (typeof disabled === 'function' ? disabled(request) : disabled === true) return
+    request.log.info({ res: reply, responseTime: performance.now() - upgrade.started }, 'request completed')
+  }
+
+  // The one place where an upgrade is handed to ws: only one the gate
+  // admitted (a plain WebSocket route's, or an accepted handshake's), never
+  // once shutdown has begun.
+  const handUpgrade = wss.handleUpgrade.bind(wss) as HandUpgrade
+  wss.handleUpgrade = function gateHandleUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer, done: (ws: WebSocket, req: IncomingMessage) => void) {
+    const upgrade = upgradeOf(req)
+    if (upgrade === undefined || !upgrade.admitted) {
+      const err = new FST_WS_GATE_UNGATED_ROUTE(`ws's handleUpgrade() for ${JSON.stringify(req.url)}`)
+      ;(upgrade?.request?.log ?? fastify.log).error({ err }, 'upgrade refused: it did not pass the gate')
+      if (upgrade !== undefined) {
+        release(upgrade)
+        report(upgrade, 'error', 500)
+      }
+      sendError(socket, { statusCode: 500, message: 'Internal Server Error' }, [], limits)
+      return
+    }
+    // ws's `path` option: it would answer any other path 400 itself.
+    if (!wss.shouldHandle(req)) {
+      release(upgrade)
+      report(upgrade, 'rejected', 400)
+      sendError(socket, new FST_WS_GATE_BAD_REQUEST(`This WebSocket server serves ${JSON.stringify(wss.options.path)} only`), [], limits)
+      return
+    }
+    handUpgrade(req, socket, head, done)
+    hold(upgrade)
+  } as WebSocketServer['handleUpgrade']
+
+  // What ws finds wrong after our checks (a malformed Sec-WebSocket-Extensions
+  // offer): with a listener here, ws leaves the answer to us.
+  wss.on('wsClientError', (err: Error, socket: Duplex, req: IncomingMessage) => {
+    const upgrade = upgradeOf(req) as Upgrade
+    release(upgrade)
+    report(upgrade, 'rejected', 400)
+    sendError(socket, new FST_WS_GATE_BAD_REQUEST(err.message), [], limits)
+  })
+
+  // ws's verifyClient may still turn an admitted upgrade away (and writes the
+  // answer itself): the outcome is what it decided, never the 101.
+  const verifyClient = wss.options.verifyClient as VerifyClient | null | undefined
+  if (typeof verifyClient === 'function') {
+    const refused = (req: IncomingMessage, status: number): void => {
+      const upgrade = upgradeOf(req) as Upgrade
+      release(upgrade)
+      report(upgrade, 'rejected', status)
+    }
+    wss.options.verifyClient = (verifyClient.length === 2
+      ? (info: { req: IncomingMessage }, done: (verified: boolean, code?: number, message?: string, headers?: object) => void) => {
+          verifyClient(info, (verified, code, message, headers) => {
+            if (!verified) {
+              refused(info.req, code !== undefined && code !== 0 ? code : 401)
+            } else if (closing) {
+              // Verified after shutdown began: no 101 now; ws would answer 503
+              // itself, without Retry-After.
+              const upgrade = upgradeOf(info.req) as Upgrade
+              release(upgrade)
+              report(upgrade, 'rejected', 503)
+              sendError(upgrade.socket, new FST_WS_GATE_SHUTTING_DOWN(), RETRY_LATER, limits)
+              return
+            }
+            done(verified, code, message, headers)
+          })
+        }
+      : (info: { req: IncomingMessage }) => {
+          const verified = verifyClient(info)
+          if (!verified) refused(info.req, 401)
+          return verified
+        }) as never
   }
 
   // The 101 is written by ws; these two hooks make it carry what the route's
@@ -229,17 +389,32 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     return chooseProtocol != null ? chooseProtocol(protocols, req) : protocols.values().next().value as string
   }
   wss.on('headers', (lines: string[], req: IncomingMessage) => {
-    // @fastify/websocket's injectWS() upgrades without passing our listener.
-    const upgrade = upgradeOf(req)
-    if (upgrade === undefined) return
-    // The socket lives as long as the connection; what the gate knew of its
+    // Every upgrade reaches ws through gateHandleUpgrade, so it has a record.
+    const upgrade = upgradeOf(req) as Upgrade
+    // The request lives as long as the connection; what the gate knew of its
     // upgrade need not (nothing reads it after the 101).
-    ;(req.socket as GateSocket)[kUpgrade] = undefined
+    ;(req as GateRequest)[kUpgrade] = undefined
     release(upgrade)
-    // A route without handshake: its 101 is its outcome (the engine reported the others).
-    publish(upgrade, 'accepted', 101)
+    // ws writes the 101 right after this event: the outcome is on the wire.
+    // A close-frame refusal's outcome is its reject() status.
+    if (upgrade.refusal === undefined) report(upgrade, 'accepted', 101)
+    else report(upgrade, 'rejected', upgrade.refusal, 101)
     const headers = upgrade.acceptedHeaders
     if (headers !== undefined) for (let i = 0; i < headers.length; i++) lines.push(`${headers[i][0]}: ${headers[i][1]}`)
+  })
+
+  // Every route the gate saw is marked; an upgrade routed to one it never saw
+  // (declared before the gate was registered) is refused before any of the
+  // route's own hooks or its handler run. A root hook, which Fastify gives to
+  // every context, even those made before it.
+  fastify.addHook('onRequest', (request, reply, done) => {
+    const upgrade = upgradeOf(request.raw)
+    if (upgrade !== undefined && !request.is404 && request.routeOptions.config[kGated as never] !== true) {
+      const where = `${request.method} ${request.routeOptions.url as string}`
+      request.log.error({ err: new FST_WS_GATE_UNGATED_ROUTE(`route ${where}`) }, 'upgrade refused: its route was declared before fastify-ws-gate was registered')
+      deny(request, reply, { statusCode: 500, message: 'Internal Server Error' })
+    }
+    done()
   })
 
   // Replies sent through Fastify to an upgrade request (an auth hook's 401, the
@@ -254,7 +429,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     }
     release(upgrade)
     // Like the engine's own denials, a reply must go out in denialTimeout.
-    guard(request.raw.socket, limits.timeout)
+    guard(upgrade.socket, limits.timeout)
     reply.header('connection', 'close')
     const { statusMessage } = reply.raw
     if (statusMessage !== undefined && !isStatusMessage(statusMessage)) {
@@ -274,17 +449,27 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     done(null, payload)
   })
 
-  // The gate's own answer to an upgrade, outside the engine.
-  function deny (request: FastifyRequest, reply: FastifyReply, err: Error & { statusCode: number, code: string }, extra: HeaderPairs = []): void {
+  // The gate's own answer to a routed upgrade, outside the engine.
+  function deny (request: FastifyRequest, reply: FastifyReply, err: { statusCode: number, code?: string, message: string }, extra: HeaderPairs = []): void {
     reply.hijack()
     const upgrade = upgradeOf(request.raw) as Upgrade
     release(upgrade)
     upgrade.route = request.routeOptions.url as string
-    publish(upgrade, 'rejected', err.statusCode)
-    sendError(request.raw.socket, err, extra, limits)
+    upgrade.request = request
+    upgrade.reply = reply
+    report(upgrade, err.statusCode === 500 ? 'error' : 'rejected', err.statusCode)
+    sendError(upgrade.socket, err, extra, limits)
+  }
+
+  // A routed upgrade the gate lets through to ws (see gateHandleUpgrade).
+  function admit (upgrade: Upgrade, request: FastifyRequest, reply: FastifyReply): void {
+    upgrade.admitted = true
+    upgrade.request = request
+    upgrade.reply = reply
   }
 
   fastify.addHook('onRoute', (route) => {
+    route.config = { ...route.config, [kGated]: true }
     const methods = ([] as string[]).concat(route.method)
     const isWebSocket = route.websocket === true || typeof route.wsHandler === 'function'
     const { handshake, handshakeTimeout: routeTimeout, allowedOrigins, rejectVia: routeRejectVia } = route
@@ -322,8 +507,6 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       }
       return
     }
-    // Without a handshake or an origin check, a WebSocket route is @fastify/websocket's own.
-    if (handshake === undefined && originCheck === null) return
     const settings: HandshakeSettings = { timeout: routeTimeout ?? handshakeTimeout, limits, registry: pending }
     const via = routeRejectVia ?? rejectVia
     // The route's URL pattern, for events: read from Fastify once, as every
@@ -342,20 +525,42 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
         deny(request, reply, new FST_WS_GATE_ORIGIN_NOT_ALLOWED(JSON.stringify(request.headers.origin)))
         return
       }
-      if (handshake === undefined) return next.call(this, request, reply)
       upgrade.route = pattern ??= request.routeOptions.url as string
+      if (handshake === undefined) {
+        admit(upgrade, request, reply)
+        return next.call(this, request, reply)
+      }
       upgrade.handle(this, next, request, reply)
-      const engine = new Handshake(request.raw.socket, upgrade.offered, upgrade, settings, closesWithFrame(via, request.headers))
+      const engine = new Handshake(upgrade.socket, upgrade.offered, upgrade, settings, closesWithFrame(via, request.headers))
       if (drivesEngine) (handshake as unknown as (request: FastifyRequest, gate: Handshake) => void).call(this, request, engine)
       else runHandshake(this, handshake, engine, request)
     } as RouteOptions['handler']
   })
 }
 
+// Whether a Connection header lists the `upgrade` option (RFC 9110 §7.6.1).
+function asksUpgrade (connection: string | undefined): boolean {
+  if (connection === undefined) return false
+  for (const option of connection.split(',')) if (option.trim().toLowerCase() === 'upgrade') return true
+  return false
+}
+
+// Fastify keeps its LogController under a symbol of its own; found once per instance.
+const controllers = new WeakMap<FastifyInstance, LogController | undefined>()
+function logController (fastify: FastifyInstance): LogController | undefined {
+  if (controllers.has(fastify)) return controllers.get(fastify)
+  const symbol = Object.getOwnPropertySymbols(fastify).find((s) => s.description === 'fastify.logController')
+  const controller = symbol === undefined ? undefined : (fastify as unknown as Record<symbol, LogController>)[symbol]
+  controllers.set(fastify, controller)
+  return controller
+}
+
 // What every Upgrade needs of the plugin.
 interface GateParts {
   release: (upgrade: Upgrade) => void
-  hold: (upgrade: Upgrade, socket: GateSocket) => void
+  hold: (upgrade: Upgrade) => void
+  report: (upgrade: Upgrade, outcome: HandshakeEvent['outcome'], status: number | null, wire?: number | null) => void
+  admit: (upgrade: Upgrade, request: FastifyRequest, reply: FastifyReply) => void
   wss: WebSocketServer
   limits: DenialLimits
 }
@@ -367,13 +572,23 @@ interface GateParts {
 class Upgrade implements Reported, HandshakeFace {
   /** Whether the upgrade counts against maxPendingHandshakes. */
   counted = true
+  /** Whether a 'close' listener of the gate's watches the socket (see hold()). */
+  held = false
+  /** Whether the gate lets ws complete it (see gateHandleUpgrade). */
+  admitted = false
   route: string | null = null
   readonly started = started()
   reported = false
+  /** Set once the upgrade is routed and answered by the gate or ws: for the log line. */
+  request: FastifyRequest | undefined = undefined
+  reply: FastifyReply | undefined = undefined
   /** Set when the handshake is accepted (or refused with a close frame): what goes into the 101. */
   acceptedProtocol: string | undefined = undefined
   acceptedHeaders: HeaderPairs | undefined = undefined
+  /** A close-frame refusal's reject() status: the outcome published when its 101 goes out. */
+  refusal: number | undefined = undefined
   readonly url: string
+  readonly socket: Duplex
   /** The subprotocols the client offered. */
   readonly offered: string[]
   /** What the client sent after its request head (ws reads it as frames). */
@@ -385,8 +600,9 @@ class Upgrade implements Reported, HandshakeFace {
   #request!: FastifyRequest
   #reply!: FastifyReply
 
-  constructor (url: string, offered: string[], head: Buffer, gate: GateParts) {
+  constructor (url: string, socket: Duplex, offered: string[], head: Buffer, gate: GateParts) {
     this.url = url
+    this.socket = socket
     this.offered = offered
     this.head = head
     this.#gate = gate
@@ -408,29 +624,29 @@ class Upgrade implements Reported, HandshakeFace {
     this.acceptedProtocol = protocol
     this.acceptedHeaders = headers
     this.#request.log.debug({ protocol }, 'handshake accepted')
+    this.#gate.admit(this, this.#request, this.#reply)
     this.#next.call(this.#instance, this.#request, this.#reply)
-    this.#gate.hold(this, this.#request.raw.socket)
   }
 
   // The 101 goes out as for an accept, but straight from ws, so that the
   // route's handler (behind @fastify/websocket's) never runs.
-  refuse ({ protocol, headers, code, reason }: Refusal): void {
+  refuse ({ status, protocol, headers, code, reason }: Refusal): void {
     this.acceptedProtocol = protocol
     this.acceptedHeaders = headers
+    this.refusal = status
     this.#reply.hijack()
-    const raw = this.#request.raw
-    this.#gate.wss.handleUpgrade(raw, raw.socket, this.head, (ws) => {
+    this.#gate.admit(this, this.#request, this.#reply)
+    this.#gate.wss.handleUpgrade(this.#request.raw, this.socket, this.head, (ws) => {
       ws.close(code, reason)
       // Like a denial, a refusal must be over within denialTimeout, even with
       // a client that never answers the close frame.
-      guard(raw.socket, this.#gate.limits.timeout)
+      guard(this.socket, this.#gate.limits.timeout)
     })
-    this.#gate.hold(this, raw.socket)
   }
 
   error (err: unknown): void {
     this.#reply.send(err instanceof Error ? err : new FST_WS_GATE_NON_ERROR_THROWN(describe(err)))
-    this.#gate.hold(this, this.#request.raw.socket)
+    this.#gate.hold(this)
   }
 
   takeover (): void {
@@ -439,8 +655,16 @@ class Upgrade implements Reported, HandshakeFace {
   }
 
   settled (state: HandshakeState, status: number | undefined): void {
+    // An accept (or a close-frame refusal) is reported when ws writes its 101.
+    if (state === 'accepted' || state === 'refused') return
     if (state === 'gone') this.#gate.release(this)
-    publishSettled(this, state, status)
+    // A failure with no status is answered by the app's error handler,
+    // through Fastify's reply, which logs it.
+    if (state !== 'failed' || status !== undefined) {
+      this.request = this.#request
+      this.reply = this.#reply
+    }
+    this.#gate.report(this, OUTCOMES[state as Exclude<HandshakeState, 'pending'>], state === 'gone' ? null : status ?? null)
   }
 }
 
