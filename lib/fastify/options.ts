@@ -55,7 +55,11 @@ export function settings (options: FastifyWsGateOptions): GateSettings {
     ['denialTimeout', checkTimeout(denialTimeout)],
     ['websocket', websocket !== undefined && (typeof websocket !== 'object' || websocket === null)
       ? 'must be the options object of @fastify/websocket'
-      : undefined]
+      : websocket?.options?.noServer === true
+        // ws would then upgrade nothing by itself, and the app would have to
+        // call handleUpgrade() past the gate.
+        ? 'options.noServer is not supported: upgrades reach ws through the gate (use options.server for another server)'
+        : undefined]
   ]
   for (const [name, problem] of checks) {
     if (problem !== undefined) throw new FST_WS_GATE_INVALID_OPTION(name, problem)

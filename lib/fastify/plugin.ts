@@ -120,7 +120,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   // Routes declared before the gate never had their options read: their
   // upgrades are refused (the onRequest hook below). Fastify cannot tell us
   // which of them are WebSocket routes, so this is a warning, not an error.
-  const earlier = fastify.printRoutes()
+  const earlier = fastify.printRoutes({ commonPrefix: false })
   if (earlier !== '(empty tree)') {
     const err = new FST_WS_GATE_REGISTERED_AFTER_ROUTES(earlier)
     fastify.log.warn({ code: err.code }, err.message)
