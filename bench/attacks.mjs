@@ -7,7 +7,7 @@
 //
 //   npm run bench:attacks                   every attack, about 4-5 minutes
 //   node bench/attacks.mjs --quick          small counts and short bounds (seconds)
-//   flags: --attack a,b   only these (protocols, headers, slowloris, flood, early-frames, ignored-close, malformed, shutdown)
+//   flags: --attack a,b   only these (protocols, headers, slowloris, flood, early-frames, ignored-close, malformed, ungated, shutdown)
 //          --before DIR   also fastify-ws-gate as built in another checkout (its dist/), in the protocols and headers attacks
 //          --gate DIR     fastify-ws-gate as built in another checkout instead of this one's dist/ (a committed build, while lib/ is being edited)
 //          --out FILE
@@ -90,6 +90,7 @@ const ATTACKS = {
   'early-frames': earlyFramesAttack,
   'ignored-close': ignoredCloseAttack,
   malformed: malformedAttack,
+  ungated: ungatedAttack,
   shutdown: shutdownAttack
 }
 const chosen = flags.attack === undefined ? Object.keys(ATTACKS) : flags.attack.split(',')
@@ -673,6 +674,20 @@ const MALFORMED = [
   ['Sec-WebSocket-Version: 8', rawRequest('GET /accept HTTP/1.1', [...UPGRADE.slice(0, 4), 'Sec-WebSocket-Version: 8'])],
   ['Upgrade: websocket without Connection: upgrade', rawRequest('GET /accept HTTP/1.1', [...UPGRADE.slice(0, 2), 'Connection: keep-alive', ...UPGRADE.slice(3)])]
 ]
+
+// An upgrade to a route declared before the gate was registered, whose
+// handshake always refuses (401): the gate's alone, as only it has `handshake`.
+async function ungatedAttack () {
+  const [server] = await startAll(SERVERS.slice(0, 1))
+  const results = {}
+  try {
+    results.gate = await measured(server, async () => ({ client: await exchange(server.port, upgrade('/declared-before'), 2000) }))
+    results.gate.summary = results.gate.client
+  } finally {
+    await stopAll([server])
+  }
+  return [{ attack: 'ungated', case: 'upgrade to a route declared before the gate, whose handshake always refuses', count: 1, results }]
+}
 
 async function malformedAttack () {
   const servers = await startAll(SERVERS)
