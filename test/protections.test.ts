@@ -317,12 +317,19 @@ t.test('shutdown answers 503 to an upgrade that was still in a hook when close b
   await closing
 })
 
-t.test('close resolves with clientTracking off', async (t) => {
+t.test('close resolves with clientTracking off, once the connections ws kept no list of are gone', async (t) => {
   const app = Fastify()
   await app.register(fastifyWsGate, { websocket: { options: { clientTracking: false } } })
+  app.get('/ws', { websocket: true }, () => {})
   await app.listen({ port: 0, host: '127.0.0.1' })
-  await app.close()
-  t.pass('closed')
+  const port = (app.server.address() as { port: number }).port
+  const client = opened(await connectWs(port, '/ws'))
+  t.equal(app.websocketServer.clients, undefined, 'ws keeps no list: the gate cannot close them')
+  const closing = app.close()
+  client.ws.close()
+  const settled = await Promise.race([closing.then(() => true), wait(5000).then(() => false)])
+  t.equal(settled, true, 'close() settled')
+  t.equal(app.server.listening, false)
 })
 
 t.test('app.wsGate counts what it says, for a server that shed nothing', async (t) => {
