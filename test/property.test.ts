@@ -88,9 +88,10 @@ function headerLines (input: unknown, obsText: boolean): Lines | Invalid {
   for (const entry of entries) {
     if (!Array.isArray(entry) || entry.length !== 2) return new Invalid('FST_WS_GATE_INVALID_HEADER')
     const [name, value] = entry as [unknown, unknown]
+    // The name is checked even when an empty list gives it no line.
+    if (typeof name !== 'string' || !isToken(name)) return new Invalid('FST_WS_GATE_INVALID_HEADER')
+    if (isGateOwned(name)) return new Invalid('FST_WS_GATE_FORBIDDEN_HEADER')
     for (const item of Array.isArray(value) ? value as unknown[] : [value]) {
-      if (typeof name !== 'string' || !isToken(name)) return new Invalid('FST_WS_GATE_INVALID_HEADER')
-      if (isGateOwned(name)) return new Invalid('FST_WS_GATE_FORBIDDEN_HEADER')
       // A string, or a finite number (sent as JavaScript writes it).
       const text = typeof item === 'number' && Number.isFinite(item) ? String(item) : item
       if (typeof text !== 'string' || !isFieldValue(text, obsText)) return new Invalid('FST_WS_GATE_INVALID_HEADER')

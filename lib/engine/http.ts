@@ -72,16 +72,18 @@ export function toHeaderPairs (input: HeadersInput | undefined, rules: HeaderRul
       throw new FST_WS_GATE_INVALID_HEADER(String(entry), 'each header must be a [name, value] pair')
     }
     const [name, value] = entry
+    // The name is checked even for an empty list of values, as Node's setHeader() does.
+    checkName(name, rules)
     if (Array.isArray(value)) {
-      for (const item of value) pairs.push(checkHeader(name, item, rules))
+      for (const item of value) pairs.push([name, checkValue(name, item, rules)])
     } else {
-      pairs.push(checkHeader(name, value, rules))
+      pairs.push([name, checkValue(name, value, rules)])
     }
   }
   return pairs
 }
 
-function checkHeader (name: unknown, value: unknown, rules: HeaderRules): [string, string] {
+function checkName (name: unknown, rules: HeaderRules): asserts name is string {
   if (typeof name !== 'string' || !TOKEN.test(name)) {
     throw new FST_WS_GATE_INVALID_HEADER(JSON.stringify(String(name)), 'the name is not an RFC 9110 token')
   }
@@ -89,6 +91,9 @@ function checkHeader (name: unknown, value: unknown, rules: HeaderRules): [strin
   if ((RESERVED.has(lower) && !(rules.allowLength === true && lower === 'content-length')) || lower.startsWith('sec-websocket-')) {
     throw new FST_WS_GATE_FORBIDDEN_HEADER(name)
   }
+}
+
+function checkValue (name: string, value: unknown, rules: HeaderRules): string {
   if (typeof value === 'number' && Number.isFinite(value)) value = String(value)
   if (typeof value !== 'string') {
     throw new FST_WS_GATE_INVALID_HEADER(name, `the value must be a string or a finite number, got ${typeof value}`)
@@ -97,7 +102,7 @@ function checkHeader (name: unknown, value: unknown, rules: HeaderRules): [strin
     throw new FST_WS_GATE_INVALID_HEADER(name, 'the value contains CR, LF, NUL, another control character or a character above U+00FF')
   }
   if (rules.asciiOnly === true) requireAscii(name, value)
-  return [name, value]
+  return value
 }
 
 /** Throws unless a header value can go into a 101, which ws writes as UTF-8 (obs-text bytes would change). */
