@@ -724,8 +724,10 @@ async function shutdownAttack () {
         await wait(100)
         const started = now()
         const closed = await ask(server, { cmd: 'close' }, config.shutdownMs)
-        // A 101 for the late upgrade: wait for its close too, within the bound.
+        // A 101 for the late upgrade: wait for its close too, within the bound;
+        // and the accepted client's connection may end just after close() settles.
         await late.until(() => late.closedAt !== null || late.closeCode !== null, Math.max(0, started + config.shutdownMs - now()))
+        await accepted.until(() => accepted.closedAt !== null, Math.min(1000, Math.max(0, started + config.shutdownMs - now())))
         const since = (t) => (t === null ? null : t - started)
         const figures = {
           client: `accepted: ${accepted.outcome}, close frame ${accepted.closeCode ?? 'none'}; late upgrade: ${late.outcome}${late.status === 101 ? `, close frame ${late.closeCode ?? 'none'}` : ''}`,
