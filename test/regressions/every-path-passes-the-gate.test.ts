@@ -10,8 +10,9 @@ import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import fastifyWebsocket from '@fastify/websocket'
 import Fastify from 'fastify'
+import diagnostics from 'node:diagnostics_channel'
 import t from 'tap'
-import fastifyWsGate, { accept, reject } from '../../lib/index.js'
+import fastifyWsGate, { accept, HANDSHAKE_CHANNEL, reject } from '../../lib/index.js'
 import { connectWs, denied, eventually, opened, parseRaw, rawExchange, start, upgradeRequest } from '../helpers.js'
 
 async function externalServer (t: tap.Test): Promise<{ server: Server, port: number }> {
@@ -107,5 +108,29 @@ t.test('ws\'s handleUpgrade() called by other code, past the gate, is refused wi
   t.equal(errors.length, 1)
   t.equal((errors[0].err as { code: string }).code, 'FST_WS_GATE_UNGATED_ROUTE')
   t.equal((errors[0].err as { message: string }).message, 'The upgrade reached ws\'s handleUpgrade() for "/ws" without passing fastify-ws-gate; it was refused')
+  t.ok(await eventually(() => app.wsGate.pending === 0))
+})
+
+t.test('ws\'s handleUpgrade() called from a hook, for an upgrade the gate has not admitted yet, is refused with 500', async (t) => {
+  let connections = 0
+  let handshakes = 0
+  const events: Array<{ outcome: string, status: number | null }> = []
+  const listen = (message: unknown): void => { const { outcome, status } = message as { outcome: string, status: number | null }; events.push({ outcome, status }) }
+  diagnostics.subscribe(HANDSHAKE_CHANNEL, listen)
+  t.teardown(() => { diagnostics.unsubscribe(HANDSHAKE_CHANNEL, listen) })
+  const { app, port, logs } = await start(t, (app) => {
+    app.addHook('preHandler', (request, reply, done) => {
+      reply.hijack()
+      app.websocketServer.handleUpgrade(request.raw, request.raw.socket, Buffer.alloc(0), () => { connections++ })
+      done()
+    })
+    app.get('/ws', { websocket: true, handshake: () => { handshakes++; return accept() } }, () => {})
+  })
+  const res = await rawExchange(port, upgradeRequest('/ws'))
+  t.equal(parseRaw(res.text).statusLine, 'HTTP/1.1 500 Internal Server Error')
+  t.equal(connections, 0)
+  t.equal(handshakes, 0)
+  t.strictSame(logs.filter((line) => line.level === 50).map((line) => (line.err as { code: string }).code), ['FST_WS_GATE_UNGATED_ROUTE'])
+  t.strictSame(events, [{ outcome: 'error', status: 500 }])
   t.ok(await eventually(() => app.wsGate.pending === 0))
 })

@@ -79,3 +79,29 @@ t.test('an upgrade that arrives after close() was called, while a slow preClose 
   t.strictSame(JSON.parse(body), SHUTTING_DOWN)
   t.ok(res.closed)
 })
+
+t.test('a client ws\'s verifyClient lets in only after close() was called gets the gate\'s 503, not a 101', async (t) => {
+  let verifying: (() => void) | undefined
+  let connections = 0
+  const { app, port } = await start(t, (app) => {
+    app.get('/ws', { websocket: true, handshake: () => accept() }, () => { connections++ })
+  }, {
+    websocket: {
+      options: {
+        verifyClient: (_info: unknown, done: (verified: boolean) => void) => { verifying = () => { done(true) } }
+      }
+    }
+  })
+  const socket = connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  const answer = collect(socket, upgradeRequest('/ws'), 3000)
+  t.ok(await eventually(() => verifying !== undefined, 2000), 'ws is verifying the client')
+  const closed = app.close()
+  ;(verifying as () => void)()
+  const { statusLine, headerLines, body } = parseRaw((await answer).text)
+  t.equal(statusLine, 'HTTP/1.1 503 Service Unavailable')
+  t.ok(headerLines.includes('Retry-After: 5'))
+  t.strictSame(JSON.parse(body), SHUTTING_DOWN)
+  t.equal(connections, 0)
+  await closed
+})
