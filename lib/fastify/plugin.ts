@@ -307,11 +307,12 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       return
     }
     // Fastify before 5.10 has no LogController; the suite runs on a newer one.
-    /* c8 ignore next 3 */
+    /* c8 ignore start */
     const disabled = fastify.initialConfig.disableRequestLogging as boolean | ((request: FastifyRequest) => boolean) | undefined
     if (typeof disabled === 'function' ? disabled(request) : disabled === true) return
     request.log.info({ res: reply, responseTime: performance.now() - upgrade.started }, 'request completed')
   }
+  /* c8 ignore stop */
 
   // The one place where an upgrade is handed to ws: only one the gate
   // admitted (a plain WebSocket route's, or an accepted handshake's), never

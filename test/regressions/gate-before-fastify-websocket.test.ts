@@ -6,7 +6,9 @@
 // (callback-style) plugin, which Fastify cannot catch.
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
+import Fastify from 'fastify'
 import t from 'tap'
+import fastifyWsGate from '../../lib/index.js'
 
 t.test('the gate, then @fastify/websocket: FST_WS_GATE_REGISTRATION, which says what to do', async (t) => {
   const script = `
@@ -23,4 +25,13 @@ t.test('the gate, then @fastify/websocket: FST_WS_GATE_REGISTRATION, which says 
     code: 'FST_WS_GATE_REGISTRATION',
     message: 'fastify-ws-gate must be registered once, on the root instance: @fastify/websocket was registered after it, and fastify-ws-gate registers @fastify/websocket itself: remove that registration (pass its options as fastify-ws-gate\'s `websocket` option), or register @fastify/websocket before fastify-ws-gate'
   })
+})
+
+t.test('in process: once the gate has registered @fastify/websocket, a second request decorator `ws` is refused with that error', async (t) => {
+  const app = Fastify()
+  await app.register(fastifyWsGate)
+  t.throws(() => app.decorateRequest('ws', false), { code: 'FST_WS_GATE_REGISTRATION' })
+  app.decorateRequest('other', false)
+  t.ok(app.hasRequestDecorator('other'), 'other request decorators are untouched')
+  await app.close()
 })
