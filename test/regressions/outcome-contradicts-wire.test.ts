@@ -19,12 +19,12 @@ function subscribe (t: tap.Test): Array<Pick<HandshakeEvent, 'outcome' | 'route'
   return events
 }
 
-for (const style of ['callback', 'sync'] as const) {
+for (const style of ['callback', 'callback without a code', 'sync'] as const) {
   t.test(`verifyClient (${style}) refusing after the handshake accepted: the event says rejected with ws's status, never accepted`, async (t) => {
     const events = subscribe(t)
-    const verifyClient = style === 'callback'
-      ? (_info: unknown, done: (verified: boolean, code?: number) => void) => { setTimeout(() => done(false, 403), 5) }
-      : () => false
+    const verifyClient = style === 'sync'
+      ? () => false
+      : (_info: unknown, done: (verified: boolean, code?: number) => void) => { setTimeout(() => { if (style === 'callback') done(false, 403); else done(false) }, 5) }
     const { app, port } = await start(t, (app) => {
       app.get('/ws', { websocket: true, handshake: async () => accept() }, () => {})
     }, { websocket: { options: { verifyClient } } })
