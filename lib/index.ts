@@ -9,21 +9,21 @@
 // module object rather than the plugin.
 import { fastifyWsGate as plugin } from './fastify/plugin.js'
 import * as errors from './errors.js'
-import { accept, reject } from './engine/decision.js'
-import { asgi } from './asgi/route.js'
-import { HANDSHAKE_CHANNEL } from './fastify/observe.js'
+import { accept, reject } from './core/decision.js'
+import { asgi } from './asgi/fastify.js'
+import { HANDSHAKE_CHANNEL } from './core/diagnostics.js'
 import type {
   ContextConfigDefault, FastifyBaseLogger, FastifySchema, FastifyTypeProvider, FastifyTypeProviderDefault,
   RawRequestDefaultExpression, RawServerBase, RawServerDefault, RouteGenericInterface
 } from 'fastify'
-import type * as asgiRoute from './asgi/route.js'
+import type * as asgiRoute from './asgi/fastify.js'
 import type * as asgiTypes from './asgi/types.js'
-import type * as decision from './engine/decision.js'
-import type * as handshake from './engine/handshake.js'
-import type * as http from './engine/http.js'
-import type * as inject from './engine/inject.js'
-import type * as observe from './fastify/observe.js'
-import type * as refusal from './engine/refusal.js'
+import type * as decision from './core/decision.js'
+import type * as handshake from './core/handshake.js'
+import type * as http from './core/headers.js'
+import type * as inject from './testing/inject.js'
+import type * as observe from './core/diagnostics.js'
+import type * as refusal from './core/refusal.js'
 import type * as types from './fastify/types.js'
 
 const named = { fastifyWsGate: plugin, default: plugin, accept, reject, asgi, HANDSHAKE_CHANNEL, errors } as const

@@ -10,7 +10,7 @@ import type WebSocket from 'ws'
 import fastifyWsGate, {
   accept, asgi, HANDSHAKE_CHANNEL, reject, type FastifyWsGateOptions, type HandshakeDecision, type HandshakeEvent, type RejectVia
 } from '../lib/index.js'
-import { truncateUtf8 } from '../lib/engine/refusal.js'
+import { truncateUtf8 } from '../lib/core/refusal.js'
 import {
   ACCEPT, collect, connectWs, denied, eventually, logsAbove, opened, parseRaw, rawExchange, stableHead, start, upgradeAndWait, upgradeRequest
 } from './helpers.js'

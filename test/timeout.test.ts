@@ -3,7 +3,7 @@
 import { Readable } from 'node:stream'
 import t from 'tap'
 import { accept, reject, type HandshakeDecision } from '../lib/index.js'
-import { settings } from '../lib/fastify/options.js'
+import { settings } from '../lib/core/options.js'
 import { parseRaw, rawExchange, stableHead, start, upgradeRequest, wait } from './helpers.js'
 
 function timeoutBody (ms: number): string {

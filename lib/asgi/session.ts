@@ -16,10 +16,9 @@ import {
   FST_WS_GATE_ASGI_UNEXPECTED_MESSAGE,
   FST_WS_GATE_INVALID_HEADER
 } from '../errors.js'
-import { accept, reject } from '../engine/decision.js'
-import type { Handshake, HandshakeLogger } from '../engine/handshake.js'
-import { allowsBody, checkStatus, toHeaderPairs, trimOWS, type HeaderPairs } from '../engine/http.js'
-import { preparedDecision } from '../engine/denial.js'
+import { accept, reject } from '../core/decision.js'
+import type { Handshake, HandshakeLogger } from '../core/handshake.js'
+import { allowsBody, checkStatus, toHeaderPairs, trimOWS, type HeaderPairs } from '../core/headers.js'
 import type {
   AsgiApp, AsgiHeaders, AsgiReceiveMessage, AsgiSendMessage, WebSocketDisconnectEvent, WebSocketScope
 } from './types.js'
@@ -40,7 +39,7 @@ const LOW_BYTES = 256 * 1024
 const EMPTY = Buffer.alloc(0)
 
 export class AsgiSession {
-  readonly #gate: Handshake
+  readonly #handshake: Handshake
   readonly #log: HandshakeLogger
   #phase: Phase = 'handshake'
   readonly #queue: AsgiReceiveMessage[] = [{ type: 'websocket.connect' }]
@@ -58,10 +57,10 @@ export class AsgiSession {
   // propagate, it is not logged a second time.
   #reported: unknown
 
-  constructor (gate: Handshake, log: HandshakeLogger) {
-    this.#gate = gate
+  constructor (handshake: Handshake, log: HandshakeLogger) {
+    this.#handshake = handshake
     this.#log = log
-    gate.onAbandoned = () => {
+    handshake.onAbandoned = () => {
       if (this.#phase === 'handshake') this.#gone()
     }
   }
@@ -121,7 +120,7 @@ export class AsgiSession {
     switch (message.type) {
       case 'websocket.accept':
         this.#decide(() => {
-          this.#gate.applyOrThrow(accept({ protocol: message.subprotocol ?? undefined, headers: asgiHeaders(message.headers) }))
+          this.#handshake.applyOrThrow(accept({ protocol: message.subprotocol ?? undefined, headers: asgiHeaders(message.headers) }))
         })
         // ws completes a valid upgrade synchronously; if it did not, it has
         // answered the client itself (e.g. a malformed extension offer).
@@ -130,7 +129,7 @@ export class AsgiSession {
       case 'websocket.close':
         // A 403 with an empty body, as in the reference servers; as a close
         // frame (rejectVia), 4403 with the message's reason.
-        this.#decide(() => { this.#gate.applyOrThrow(this.#gate.closeFrame ? reject(403, message.reason ?? '') : reject()) })
+        this.#decide(() => { this.#handshake.applyOrThrow(this.#handshake.closeFrame ? reject(403, message.reason ?? '') : reject()) })
         this.#ended()
         return
       case 'websocket.http.response.start':
@@ -148,7 +147,7 @@ export class AsgiSession {
     try {
       apply()
     } catch (err) {
-      this.#gate.invalid(err)
+      this.#handshake.invalid(err)
       this.#reported = err
       this.#ended()
       throw err
@@ -162,10 +161,10 @@ export class AsgiSession {
     // RFC 9110 §8.6: a 204 carries no Content-Length (a 304 may keep it).
     if (status === 204) headers = headers.filter(([name]) => name.toLowerCase() !== 'content-length')
     // rejectVia 'close-frame' (4000 + status): the body has nowhere to go.
-    const body = allowsBody(status) && !this.#gate.closeFrame ? new AsgiBody() : null
-    // Through the engine like any reject(), so that its limits apply before
-    // anything goes out (a declared length above denialMaxBodySize is refused).
-    this.#gate.applyOrThrow(preparedDecision({ status, headers, body, length }))
+    const body = allowsBody(status) && !this.#handshake.closeFrame ? new AsgiBody() : null
+    // Through the handshake like any reject(), so that its limits apply
+    // before anything goes out (a declared length above denialMaxBodySize is refused).
+    this.#handshake.respond({ status, headers, body, length })
     this.#phase = 'response'
     if (body === null) {
       // A 204/304 (or a close frame) is complete at start: the client is told,
@@ -227,7 +226,7 @@ export class AsgiSession {
     this.#finished()
     switch (this.#phase) {
       case 'handshake':
-        this.#gate.invalid(new FST_WS_GATE_ASGI_NO_DECISION())
+        this.#handshake.invalid(new FST_WS_GATE_ASGI_NO_DECISION())
         this.#ended()
         return
       case 'response':
@@ -245,7 +244,7 @@ export class AsgiSession {
     switch (this.#phase) {
       case 'handshake':
         this.#ended()
-        this.#gate.fail(err)
+        this.#handshake.fail(err)
         return
       case 'response':
         this.#fail(err as Error)

@@ -1,15 +1,19 @@
-// The Fastify face of the handshake engine.
+// The Fastify face: registration and options, the routes, the relay with
+// @fastify/websocket, shutdown, and the replies Fastify sends to upgrades.
 //
-// How a request travels: we own the 'upgrade' listener of the server that
-// receives upgrades (Fastify's own, or ws's `server` option) and answer
-// malformed handshakes there, before any application code. Valid ones go on
-// to @fastify/websocket, which listens to a relay instead of a server and
-// routes them through Fastify, so hooks and schema validation run as for any
-// request. Our onRoute hook wraps the handler of every route: a WebSocket
-// route's wrapper admits the upgrade (after its `handshake`, if it has one),
-// a plain route's answers 400 instead of letting @fastify/websocket send a
-// 101 and hang up. ws is handed an upgrade only through our wrapper of its
-// handleUpgrade(), which refuses any the gate did not admit.
+// How a request travels (docs/architecture.md walks it in full): the gate
+// owns the 'upgrade' listener of the server that receives upgrades
+// (Fastify's own, or ws's `server` option) and runs the HTTP/1.1 checks
+// there, before any application code. An upgrade that passes gets an
+// Http1Upgrade, which owns its socket from then on, and goes on to
+// @fastify/websocket, which listens to a relay instead of a server and
+// routes it through Fastify, so hooks and schema validation run as for any
+// request. Every route's handler is wrapped: a WebSocket route's wrapper
+// runs its `handshake` (the core Handshake, with an Upgrade as its owner)
+// or admits the upgrade; a plain route's answers 400 instead of letting
+// @fastify/websocket send a 101 and hang up. ws is handed an upgrade only
+// through the gate's own handleUpgrade(), which refuses any the gate did not
+// admit.
 import { EventEmitter } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
@@ -21,21 +25,25 @@ import fp from 'fastify-plugin'
 import type { WebSocket, WebSocketServer } from 'ws'
 import {
   FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_HTTP2_NOT_SUPPORTED, FST_WS_GATE_INVALID_OPTION, FST_WS_GATE_INVALID_REPLY,
-  FST_WS_GATE_INVALID_ROUTE_OPTION, FST_WS_GATE_NON_ERROR_THROWN, FST_WS_GATE_NOT_WEBSOCKET_ROUTE,
+  FST_WS_GATE_INVALID_ROUTE_OPTION, FST_WS_GATE_NOT_WEBSOCKET_ROUTE,
   FST_WS_GATE_ORIGIN_NOT_ALLOWED, FST_WS_GATE_OVERLOADED, FST_WS_GATE_REGISTERED_AFTER_ROUTES, FST_WS_GATE_REGISTRATION,
   FST_WS_GATE_SHUTTING_DOWN, FST_WS_GATE_UNGATED_ROUTE
 } from '../errors.js'
-import { describe } from '../engine/denial.js'
-import { Handshake, HandshakeRegistry, type HandshakeFace, type HandshakeSettings, type HandshakeState } from '../engine/handshake.js'
-import { checkRejectVia, closesWithFrame, type Refusal } from '../engine/refusal.js'
-import { injectUpgrade, type InjectHandshakeOptions } from '../engine/inject.js'
-import type { OriginCheck } from '../engine/origin.js'
-import { publish, publishEarly, started, OUTCOMES, type HandshakeEvent, type Reported } from './observe.js'
-import { checkTimeout, originsOption, settings } from './options.js'
+import { errorDenial } from '../core/denial.js'
+import { publish, publishEarly, type HandshakeEvent } from '../core/diagnostics.js'
+import { Handshake, HandshakeRegistry, type HandshakeSettings } from '../core/handshake.js'
+import { errorBody, isStatusMessage, JSON_TYPE, RETRY_LATER, type HeaderPairs } from '../core/headers.js'
+import { checkTimeout, originsOption, settings } from '../core/options.js'
+import type { OriginCheck } from '../core/origin.js'
+import { checkRejectVia, closesWithFrame } from '../core/refusal.js'
+import { asksUpgrade, checkUpgrade, isWebSocketUpgrade } from '../http1/checks.js'
+import { writeDenial } from '../http1/response.js'
+import { Http1Upgrade } from '../http1/upgrade.js'
+import { HandOver } from '../http1/websocket.js'
+import { injectUpgrade, type InjectHandshakeOptions } from '../testing/inject.js'
 import { kDrivesEngine } from './driver.js'
-import { errorBody, guard, isStatusMessage, JSON_TYPE, RETRY_LATER, sendError, type DenialLimits, type HeaderPairs } from '../engine/http.js'
-import { checkUpgrade, isWebSocketUpgrade } from '../engine/request.js'
 import type { FastifyWsGateOptions, HandshakeHandler } from './types.js'
+import { Upgrade, type Gate } from './upgrade.js'
 
 // Set by our 'upgrade' listener on the request of an upgrade that passed the
 // checks: its presence marks a WebSocket upgrade. On the request, not the
@@ -50,8 +58,6 @@ const CLOSE_GRACE = 2000
 
 type RequestListener = (req: IncomingMessage, res: ServerResponse) => void
 type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void
-type VerifyClient = (info: { req: IncomingMessage }, done?: (verified: boolean, code?: number, message?: string, headers?: object) => void) => boolean | undefined
-type HandUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, done: (ws: WebSocket, req: IncomingMessage) => void) => void
 
 interface GateRequest extends IncomingMessage {
   [kUpgrade]?: Upgrade | undefined
@@ -93,18 +99,20 @@ class Relay extends EventEmitter {
 const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyWsGate (fastify, options) {
   const { handshakeTimeout, maxPendingHandshakes, limits, origins, rejectVia } = settings(options)
   const { websocket } = options
+  if (websocket !== undefined && (typeof websocket !== 'object' || websocket === null)) {
+    throw new FST_WS_GATE_INVALID_OPTION('websocket', 'must be the options object of @fastify/websocket')
+  }
+  if (websocket?.options?.noServer === true) {
+    // ws would then upgrade nothing by itself, and the app would have to
+    // call handleUpgrade() past the gate.
+    throw new FST_WS_GATE_INVALID_OPTION('websocket', 'options.noServer is not supported: upgrades reach ws through the gate (use options.server for another server)')
+  }
   // Handshakes whose handler is running: shutdown answers them.
   const pending = new HandshakeRegistry()
-  // Upgrades between our checks and their answer (in hooks, in the handler,
+  // Upgrades between the checks and their outcome (in hooks, in the handler,
   // or being upgraded): what maxPendingHandshakes bounds. Each leaves the
-  // count once, when its answer starts (a 101, a denial, a reply) or its
-  // socket closes.
+  // count once, in finish().
   let inflight = 0
-  const release = (upgrade: Upgrade): void => {
-    if (!upgrade.counted) return
-    upgrade.counted = false
-    inflight--
-  }
   let shed = 0
   // The gate owns the server's upgrade path, which is server-wide; from a
   // child context its hooks would cover only some of the routes it receives.
@@ -150,12 +158,11 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   } as typeof fastify.close
 
   // @fastify/websocket listens to the relay instead of a server, so that
-  // nothing reaches Fastify's routing before our checks.
+  // nothing reaches Fastify's routing before the checks.
   const relay = new Relay(onUpgrade)
   // The server whose upgrades the gate receives.
   let entry: EventEmitter = server
-  const registeredFirst = fastify.hasDecorator('websocketServer')
-  if (registeredFirst) {
+  if (fastify.hasDecorator('websocketServer')) {
     if (websocket !== undefined) {
       throw new FST_WS_GATE_INVALID_OPTION('websocket', '@fastify/websocket is already registered; configure it there')
     }
@@ -193,8 +200,8 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   // preClose to @fastify/websocket), and close resolves once they are gone.
   async function closeConnections (this: FastifyInstance): Promise<void> {
     const wss = this.websocketServer
-    // First, so that ws completes no upgrade from now on (one its
-    // verifyClient still holds, say); it reports once every client is gone.
+    // First, so that ws completes no upgrade from now on; it reports once
+    // every client is gone.
     const closed = new Promise((resolve) => wss.close(resolve))
     // Without clientTracking ws keeps no list; there is nothing to close here then.
     // A client that does not answer the close frame is cut off after a grace
@@ -215,7 +222,8 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   } as typeof fastify.injectWS
 
   const wss = fastify.websocketServer
-  const gate: GateParts = { release, hold, report, admit, wss, limits }
+  const logCompleted = completedLogger(fastify)
+  const gate: Gate = { finish, handOver: new HandOver(wss, () => closing) }
   entry.on('upgrade', onUpgrade)
   // `Upgrade: websocket` without `Connection: upgrade` is not an upgrade to
   // Node, which sends it down the ordinary request path. It is a malformed
@@ -248,153 +256,72 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     const checked = checkUpgrade(req, requireHost)
     if (!Array.isArray(checked)) {
       fastify.log.debug({ statusCode: checked.error.statusCode, reason: checked.error.message }, 'malformed WebSocket upgrade request')
-      publishEarly(req.url as string, 'rejected', checked.error.statusCode)
-      sendError(socket, checked.error, checked.headers, limits)
+      refuseEarly(req, socket, 'rejected', checked.error, checked.headers)
       return
     }
     if (closing) {
-      publishEarly(req.url as string, 'rejected', 503)
-      sendError(socket, new FST_WS_GATE_SHUTTING_DOWN(), RETRY_LATER, limits)
+      refuseEarly(req, socket, 'rejected', new FST_WS_GATE_SHUTTING_DOWN(), RETRY_LATER)
       return
     }
     if (inflight >= maxPendingHandshakes) {
       shed++
-      publishEarly(req.url as string, 'shed', 503)
       fastify.log.debug({ statusCode: 503, pending: inflight }, 'upgrade shed: too many pending handshakes')
-      sendError(socket, new FST_WS_GATE_OVERLOADED(maxPendingHandshakes), RETRY_LATER, limits)
+      refuseEarly(req, socket, 'shed', new FST_WS_GATE_OVERLOADED(maxPendingHandshakes), RETRY_LATER)
       return
     }
-    const upgrade = new Upgrade(req.url as string, socket, checked, head, gate)
+    const upgrade = new Upgrade(req.url as string, gate)
+    upgrade.wire = new Http1Upgrade(req, socket, head, checked, limits, (status) => { upgrade.sent(status) })
     ;(req as GateRequest)[kUpgrade] = upgrade
     inflight++
     relay.forward(req, socket, head)
-    // Answered already, or in a handshake handler (its route is known), where
-    // the engine watches the socket while the decision is pending and
-    // releases the count if the client leaves.
-    if (!upgrade.counted || upgrade.route !== null) return
-    hold(upgrade)
-  }
-  // An upgrade still counted when the gate hands it on (to async hooks, to
-  // the app's error handler, to ws verifying the client): its socket may
-  // close first. Most upgrades are answered before the gate lets go, so
-  // their sockets get no listener of ours (docs/benchmarks.md).
-  function hold (upgrade: Upgrade): void {
-    // Handed on twice (async hooks, then ws verifying the client): one listener.
-    if (!upgrade.counted || upgrade.held) return
-    upgrade.held = true
-    upgrade.socket.once('close', () => {
-      if (!upgrade.counted) return
-      release(upgrade)
-      report(upgrade, 'aborted', null)
-    })
+    // Not answered, and not in a route's handler (where the handshake has the
+    // wire watch the socket): it waits in async hooks.
+    if (upgrade.route === null) upgrade.wire.hold()
   }
 
-  // Publishes an upgrade's outcome, and logs it as Fastify logs a request
-  // it answered: only for answers that did not go through Fastify's reply
-  // (which logs its own), and not for a client that left.
-  // `wire`: the status on the wire, when it is not the outcome's (a
-  // close-frame refusal's 101).
-  function report (upgrade: Upgrade, outcome: HandshakeEvent['outcome'], status: number | null, wire = status): void {
+  // An upgrade answered before it has state of its own (malformed, shed, arriving during shutdown).
+  function refuseEarly (req: IncomingMessage, socket: Duplex, outcome: HandshakeEvent['outcome'], err: { statusCode: number, code: string, message: string }, extra: HeaderPairs): void {
+    publishEarly(req.url as string, outcome, err.statusCode)
+    writeDenial(socket, errorDenial(err, extra), fastify.log, limits)
+  }
+
+  // Every outcome of an upgrade that passed the checks comes here, once: it
+  // leaves the count, is published, and (when the gate or ws answered, not
+  // Fastify's reply, which logs its own) is logged as Fastify logs a request.
+  function finish (upgrade: Upgrade, outcome: HandshakeEvent['outcome'], status: number | null, logged: number | null): void {
     if (upgrade.reported) return
+    if (upgrade.counted) {
+      upgrade.counted = false
+      inflight--
+    }
     publish(upgrade, outcome, status)
     const { request, reply } = upgrade
-    if (request === undefined || wire === null || reply === undefined) return
-    reply.code(wire)
+    if (logged === null || request === undefined || reply === undefined) return
+    reply.code(logged)
     logCompleted(request, reply)
   }
-  const logCompleted = completedLogger(fastify)
 
   // The one place where an upgrade is handed to ws: only one the gate
-  // admitted (a plain WebSocket route's, or an accepted handshake's), never
-  // once shutdown has begun.
-  const handUpgrade = wss.handleUpgrade.bind(wss) as HandUpgrade
-  wss.handleUpgrade = function gateHandleUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer, done: (ws: WebSocket, req: IncomingMessage) => void) {
+  // admitted (a plain WebSocket route's, or an accepted handshake's); the
+  // hand-over answers 503 itself once shutdown has begun.
+  wss.handleUpgrade = function gateHandleUpgrade (req: IncomingMessage, socket: Duplex, _head: Buffer, done: (ws: WebSocket, req: IncomingMessage) => void) {
     const upgrade = upgradeOf(req)
-    if (upgrade === undefined || !upgrade.admitted) {
+    if (upgrade === undefined || !upgrade.wire.admitted) {
       const err = new FST_WS_GATE_UNGATED_ROUTE(`ws's handleUpgrade() for ${JSON.stringify(req.url)}`)
       fastify.log.error({ err }, 'upgrade refused: it did not pass the gate')
-      if (upgrade !== undefined) {
-        release(upgrade)
-        report(upgrade, 'error', 500)
+      if (upgrade === undefined) {
+        writeDenial(socket, errorDenial(INTERNAL_ERROR), fastify.log, limits)
+        return
       }
-      sendError(socket, { statusCode: 500, message: 'Internal Server Error' }, [], limits)
+      upgrade.expected = 'error'
+      upgrade.wire.deny(errorDenial(INTERNAL_ERROR), fastify.log)
       return
     }
-    // ws's `path` option: it would answer any other path 400 itself.
-    if (!wss.shouldHandle(req)) {
-      release(upgrade)
-      report(upgrade, 'rejected', 400)
-      sendError(socket, new FST_WS_GATE_BAD_REQUEST(`This WebSocket server serves ${JSON.stringify(wss.options.path)} only`), [], limits)
-      return
-    }
-    handUpgrade(req, socket, head, done)
-    hold(upgrade)
-  } as WebSocketServer['handleUpgrade']
-
-  // What ws finds wrong after our checks (a malformed Sec-WebSocket-Extensions
-  // offer): with a listener here, ws leaves the answer to us.
-  wss.on('wsClientError', (err: Error, socket: Duplex, req: IncomingMessage) => {
-    const upgrade = upgradeOf(req) as Upgrade
-    release(upgrade)
-    report(upgrade, 'rejected', 400)
-    sendError(socket, new FST_WS_GATE_BAD_REQUEST(err.message), [], limits)
-  })
-
-  // ws's verifyClient may still turn an admitted upgrade away (and writes the
-  // answer itself): the outcome is what it decided, never the 101.
-  const verifyClient = wss.options.verifyClient as VerifyClient | null | undefined
-  if (typeof verifyClient === 'function') {
-    const refused = (req: IncomingMessage, status: number): void => {
-      const upgrade = upgradeOf(req) as Upgrade
-      release(upgrade)
-      report(upgrade, 'rejected', status)
-    }
-    wss.options.verifyClient = (verifyClient.length === 2
-      ? (info: { req: IncomingMessage }, done: (verified: boolean, code?: number, message?: string, headers?: object) => void) => {
-          verifyClient(info, (verified, code, message, headers) => {
-            if (!verified) {
-              refused(info.req, code !== undefined && code !== 0 ? code : 401)
-            } else if (closing) {
-              // Verified after shutdown began: no 101 now; ws would answer 503
-              // itself, without Retry-After.
-              const upgrade = upgradeOf(info.req) as Upgrade
-              release(upgrade)
-              report(upgrade, 'rejected', 503)
-              sendError(upgrade.socket, new FST_WS_GATE_SHUTTING_DOWN(), RETRY_LATER, limits)
-              return
-            }
-            done(verified, code, message, headers)
-          })
-        }
-      : (info: { req: IncomingMessage }) => {
-          const verified = verifyClient(info)
-          if (!verified) refused(info.req, 401)
-          return verified
-        }) as never
-  }
-
-  // The 101 is written by ws; these two hooks make it carry what the route's
-  // decision said. Requests without a decision keep ws's behaviour.
-  const chooseProtocol = wss.options.handleProtocols
-  wss.options.handleProtocols = (protocols: Set<string>, req: IncomingMessage) => {
-    const upgrade = upgradeOf(req)
-    if (upgrade?.acceptedHeaders !== undefined) return upgrade.acceptedProtocol ?? false
-    return chooseProtocol != null ? chooseProtocol(protocols, req) : protocols.values().next().value as string
-  }
-  wss.on('headers', (lines: string[], req: IncomingMessage) => {
-    // Every upgrade reaches ws through gateHandleUpgrade, so it has a record.
-    const upgrade = upgradeOf(req) as Upgrade
-    // The request lives as long as the connection; what the gate knew of its
-    // upgrade need not (nothing reads it after the 101).
+    // The request lives as long as the connection; what the gate knew of
+    // its upgrade need not.
     ;(req as GateRequest)[kUpgrade] = undefined
-    release(upgrade)
-    // ws writes the 101 right after this event: the outcome is on the wire.
-    // A close-frame refusal's outcome is its reject() status.
-    if (upgrade.refusal === undefined) report(upgrade, 'accepted', 101)
-    else report(upgrade, 'rejected', upgrade.refusal, 101)
-    const headers = upgrade.acceptedHeaders
-    if (headers !== undefined) for (let i = 0; i < headers.length; i++) lines.push(`${headers[i][0]}: ${headers[i][1]}`)
-  })
+    upgrade.wire.accept(gate.handOver, upgrade.log, (ws) => { done(ws, req) })
+  } as WebSocketServer['handleUpgrade']
 
   // Every route the gate saw is marked; an upgrade routed to one it never saw
   // (declared before the gate was registered) is refused before any of the
@@ -405,7 +332,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     if (upgrade !== undefined && !request.is404 && request.routeOptions.config[kGated as never] !== true) {
       const where = `${request.method} ${request.routeOptions.url as string}`
       request.log.error({ err: new FST_WS_GATE_UNGATED_ROUTE(`route ${where}`) }, 'upgrade refused: its route was declared before fastify-ws-gate was registered')
-      deny(request, reply, { statusCode: 500, message: 'Internal Server Error' })
+      deny(request, reply, INTERNAL_ERROR)
     }
     done()
   })
@@ -420,9 +347,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       done(null, payload)
       return
     }
-    release(upgrade)
-    // Like the engine's own denials, a reply must go out in denialTimeout.
-    guard(upgrade.socket, limits.timeout)
+    upgrade.wire.replied()
     reply.header('connection', 'close')
     const { statusMessage } = reply.raw
     if (statusMessage !== undefined && !isStatusMessage(statusMessage)) {
@@ -433,32 +358,23 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     if (reply.statusCode < 200) {
       request.log.error({ err: new FST_WS_GATE_INVALID_REPLY(`status ${reply.statusCode}`) }, 'invalid reply to an upgrade request')
       reply.code(500).type(JSON_TYPE)
-      publish(upgrade, 'error', 500)
+      finish(upgrade, 'error', 500, null)
       done(null, errorBody(500, 'Internal Server Error'))
       return
     }
-    // A hook's reply, or the 404 handler's (a failed handshake handler was reported by the engine).
-    publish(upgrade, 'rejected', reply.statusCode)
+    // A hook's reply, or the 404 handler's (a failed handshake handler was reported when it failed).
+    finish(upgrade, 'rejected', reply.statusCode, null)
     done(null, payload)
   })
 
-  // The gate's own answer to a routed upgrade, outside the engine.
+  // The gate's own answer to a routed upgrade.
   function deny (request: FastifyRequest, reply: FastifyReply, err: { statusCode: number, code?: string, message: string }, extra: HeaderPairs = []): void {
     reply.hijack()
     const upgrade = upgradeOf(request.raw) as Upgrade
-    release(upgrade)
     upgrade.route = request.routeOptions.url as string
-    upgrade.request = request
-    upgrade.reply = reply
-    report(upgrade, err.statusCode === 500 ? 'error' : 'rejected', err.statusCode)
-    sendError(upgrade.socket, err, extra, limits)
-  }
-
-  // A routed upgrade the gate lets through to ws (see gateHandleUpgrade).
-  function admit (upgrade: Upgrade, request: FastifyRequest, reply: FastifyReply): void {
-    upgrade.admitted = true
-    upgrade.request = request
-    upgrade.reply = reply
+    upgrade.routed(request, reply)
+    upgrade.expected = err.statusCode === 500 ? 'error' : 'rejected'
+    upgrade.wire.deny(errorDenial(err, extra), request.log)
   }
 
   fastify.addHook('onRoute', (route) => {
@@ -519,24 +435,20 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
         return
       }
       upgrade.route = pattern ??= request.routeOptions.url as string
+      upgrade.routed(request, reply)
       if (handshake === undefined) {
-        admit(upgrade, request, reply)
+        upgrade.wire.admit(undefined, undefined)
         return next.call(this, request, reply)
       }
-      upgrade.handle(this, next, request, reply)
-      const engine = new Handshake(upgrade.socket, upgrade.offered, upgrade, settings, closesWithFrame(via, request.headers))
-      if (drivesEngine) (handshake as unknown as (request: FastifyRequest, gate: Handshake) => void).call(this, request, engine)
+      upgrade.handle(this, next)
+      const engine = new Handshake(upgrade.wire.offered, upgrade, settings, closesWithFrame(via, request.headers))
+      if (drivesEngine) (handshake as unknown as (request: FastifyRequest, handshake: Handshake) => void).call(this, request, engine)
       else runHandshake(this, handshake, engine, request)
     } as RouteOptions['handler']
   })
 }
 
-// Whether a Connection header lists the `upgrade` option (RFC 9110 §7.6.1).
-function asksUpgrade (connection: string | undefined): boolean {
-  if (connection === undefined) return false
-  for (const option of connection.split(',')) if (option.trim().toLowerCase() === 'upgrade') return true
-  return false
-}
+const INTERNAL_ERROR = { statusCode: 500, message: 'Internal Server Error' }
 
 // Logs a request the gate answered as Fastify logs one it answered itself.
 // Fastify 5.10 and later have a LogController (kept under a symbol of their
@@ -557,119 +469,6 @@ function completedLogger (fastify: FastifyInstance): (request: FastifyRequest, r
 }
 /* c8 ignore stop */
 
-// What every Upgrade needs of the plugin.
-interface GateParts {
-  release: (upgrade: Upgrade) => void
-  hold: (upgrade: Upgrade) => void
-  report: (upgrade: Upgrade, outcome: HandshakeEvent['outcome'], status: number | null, wire?: number | null) => void
-  admit: (upgrade: Upgrade, request: FastifyRequest, reply: FastifyReply) => void
-  wss: WebSocketServer
-  limits: DenialLimits
-}
-
-// What the gate knows of one upgrade, from its checks to its answer. On a
-// route with `handshake` it is also the engine's face in Fastify, and it
-// keeps what the decision puts in the 101: one object per upgrade where
-// there were three (docs/benchmarks.md, "Fewer objects per accepted handshake").
-class Upgrade implements Reported, HandshakeFace {
-  /** Whether the upgrade counts against maxPendingHandshakes. */
-  counted = true
-  /** Whether a 'close' listener of the gate's watches the socket (see hold()). */
-  held = false
-  /** Whether the gate lets ws complete it (see gateHandleUpgrade). */
-  admitted = false
-  route: string | null = null
-  readonly started = started()
-  reported = false
-  /** Set once the upgrade is routed and answered by the gate or ws: for the log line. */
-  request: FastifyRequest | undefined = undefined
-  reply: FastifyReply | undefined = undefined
-  /** Set when the handshake is accepted (or refused with a close frame): what goes into the 101. */
-  acceptedProtocol: string | undefined = undefined
-  acceptedHeaders: HeaderPairs | undefined = undefined
-  /** A close-frame refusal's reject() status: the outcome published when its 101 goes out. */
-  refusal: number | undefined = undefined
-  readonly url: string
-  readonly socket: Duplex
-  /** The subprotocols the client offered. */
-  readonly offered: string[]
-  /** What the client sent after its request head (ws reads it as frames). */
-  readonly head: Buffer
-  readonly #gate: GateParts
-  // Set by handle(), before the engine uses this face.
-  #instance!: FastifyInstance
-  #next!: RouteHandlerMethod
-  #request!: FastifyRequest
-  #reply!: FastifyReply
-
-  constructor (url: string, socket: Duplex, offered: string[], head: Buffer, gate: GateParts) {
-    this.url = url
-    this.socket = socket
-    this.offered = offered
-    this.head = head
-    this.#gate = gate
-  }
-
-  /** A gated route takes the upgrade: the route handler behind the gate, and the request. */
-  handle (instance: FastifyInstance, next: RouteHandlerMethod, request: FastifyRequest, reply: FastifyReply): void {
-    this.#instance = instance
-    this.#next = next
-    this.#request = request
-    this.#reply = reply
-  }
-
-  get log (): FastifyRequest['log'] {
-    return this.#request.log
-  }
-
-  upgrade (protocol: string | undefined, headers: HeaderPairs): void {
-    this.acceptedProtocol = protocol
-    this.acceptedHeaders = headers
-    this.#request.log.debug({ protocol }, 'handshake accepted')
-    this.#gate.admit(this, this.#request, this.#reply)
-    this.#next.call(this.#instance, this.#request, this.#reply)
-  }
-
-  // The 101 goes out as for an accept, but straight from ws, so that the
-  // route's handler (behind @fastify/websocket's) never runs.
-  refuse ({ status, protocol, headers, code, reason }: Refusal): void {
-    this.acceptedProtocol = protocol
-    this.acceptedHeaders = headers
-    this.refusal = status
-    this.#reply.hijack()
-    this.#gate.admit(this, this.#request, this.#reply)
-    this.#gate.wss.handleUpgrade(this.#request.raw, this.socket, this.head, (ws) => {
-      ws.close(code, reason)
-      // Like a denial, a refusal must be over within denialTimeout, even with
-      // a client that never answers the close frame.
-      guard(this.socket, this.#gate.limits.timeout)
-    })
-  }
-
-  error (err: unknown): void {
-    this.#reply.send(err instanceof Error ? err : new FST_WS_GATE_NON_ERROR_THROWN(describe(err)))
-    this.#gate.hold(this)
-  }
-
-  takeover (): void {
-    this.#reply.hijack()
-    this.#gate.release(this)
-  }
-
-  settled (state: HandshakeState, status: number | undefined): void {
-    // An accept (or a close-frame refusal) is reported when ws writes its 101.
-    if (state === 'accepted' || state === 'refused') return
-    if (state === 'gone') this.#gate.release(this)
-    // A failure with no status is answered by the app's error handler,
-    // through Fastify's reply, which logs it.
-    if (state !== 'failed' || status !== undefined) {
-      this.request = this.#request
-      this.reply = this.#reply
-    }
-    this.#gate.report(this, OUTCOMES[state as Exclude<HandshakeState, 'pending'>], state === 'gone' ? null : status ?? null)
-  }
-}
-
 // A predicate that throws is a bug in the app: the origin is refused, and logged.
 function allowOrigin (check: OriginCheck, request: FastifyRequest): boolean {
   const origin = request.headers.origin
@@ -683,15 +482,15 @@ function allowOrigin (check: OriginCheck, request: FastifyRequest): boolean {
   return false
 }
 
-function runHandshake (instance: FastifyInstance, handshake: HandshakeHandler, gate: Handshake, request: FastifyRequest): void {
+function runHandshake (instance: FastifyInstance, handshake: HandshakeHandler, engine: Handshake, request: FastifyRequest): void {
   let result: unknown
   try {
-    result = handshake.call(instance, request, gate.context())
+    result = handshake.call(instance, request, engine.context())
   } catch (err) {
-    gate.fail(err)
+    engine.fail(err)
     return
   }
-  gate.decide(result)
+  engine.decide(result)
 }
 
 export const fastifyWsGate = fp(plugin, {

@@ -6,11 +6,11 @@ import type {
   FastifyTypeProviderDefault, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerBase,
   RawServerDefault, RouteGenericInterface
 } from 'fastify'
-import type { HandshakeDecision } from '../engine/decision.js'
-import type { HandshakeContext } from '../engine/handshake.js'
-import type { AllowedOrigins } from '../engine/origin.js'
-import type { RejectVia } from '../engine/refusal.js'
-import type { InjectedHandshake, InjectHandshakeOptions } from '../engine/inject.js'
+import type { HandshakeDecision } from '../core/decision.js'
+import type { HandshakeContext } from '../core/handshake.js'
+import type { AllowedOrigins } from '../core/origin.js'
+import type { RejectVia } from '../core/refusal.js'
+import type { InjectedHandshake, InjectHandshakeOptions } from '../testing/inject.js'
 
 export interface FastifyWsGateOptions {
   /**

@@ -5,7 +5,7 @@
 // searched by Array.prototype.includes) instead of timing it; the figures
 // are in docs/security.md.
 import t from 'tap'
-import { parseProtocols } from '../../lib/engine/request.js'
+import { parseProtocols } from '../../lib/core/headers.js'
 import { connectWs, opened, start } from '../helpers.js'
 import { accept } from '../../lib/index.js'
 

@@ -3,7 +3,7 @@
 // Nothing is built or published while nobody subscribes.
 import diagnostics from 'node:diagnostics_channel'
 import { performance } from 'node:perf_hooks'
-import type { HandshakeState } from '../engine/handshake.js'
+import type { HandshakeState } from './handshake.js'
 
 export const HANDSHAKE_CHANNEL = 'fastify-ws-gate:handshake'
 const channel = diagnostics.channel(HANDSHAKE_CHANNEL)
@@ -49,7 +49,6 @@ export function started (): number {
 
 /** Publishes the upgrade's outcome, the first time only. */
 export function publish (upgrade: Reported, outcome: HandshakeEvent['outcome'], status: number | null): void {
-  if (upgrade.reported) return
   upgrade.reported = true
   if (!channel.hasSubscribers) return
   channel.publish({ outcome, route: upgrade.route, url: upgrade.url, status, duration: performance.now() - upgrade.started } satisfies HandshakeEvent)

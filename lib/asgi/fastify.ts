@@ -3,7 +3,7 @@
 import type { FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
 import { FST_WS_GATE_INVALID_OPTION } from '../errors.js'
-import type { Handshake } from '../engine/handshake.js'
+import type { Handshake } from '../core/handshake.js'
 import { kDrivesEngine } from '../fastify/driver.js'
 import type { HandshakeHandler } from '../fastify/types.js'
 import { buildScope } from './scope.js'
@@ -36,11 +36,11 @@ export function asgi (app: AsgiApp, options: AsgiOptions = {}): AsgiRouteOptions
   const { rootPath = '', handshakeTimeout } = options
   if (typeof rootPath !== 'string') throw new FST_WS_GATE_INVALID_OPTION('rootPath of asgi()', 'must be a string')
 
-  function asgiHandshake (request: SessionRequest, gate: Handshake): void {
-    const session = new AsgiSession(gate, request.log)
+  function asgiHandshake (request: SessionRequest, handshake: Handshake): void {
+    const session = new AsgiSession(handshake, request.log)
     request[kSession] = session
-    gate.watch()
-    session.run(app, buildScope(request.raw, gate.protocols, rootPath))
+    handshake.watch()
+    session.run(app, buildScope(request.raw, handshake.protocols, rootPath))
   }
 
   const route: AsgiRouteOptions = {

@@ -4,7 +4,7 @@
 // 4000 + status and the reason, which the page does see.
 import type { RejectDecision } from './decision.js'
 import { isStream, prepareDenial } from './denial.js'
-import { requireAscii, type DenialLimits, type HeaderPairs } from './http.js'
+import { requireAscii, type DenialLimits, type HeaderPairs } from './headers.js'
 
 /** How reject() decisions reach the client. */
 export type RejectVia = 'http' | 'close-frame' | 'auto'

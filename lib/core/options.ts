@@ -1,10 +1,19 @@
-// The plugin's options, checked once at registration (FST_WS_GATE_INVALID_OPTION)
-// and turned into what the request path needs.
+// The gate's options, whatever the face: checked once at registration
+// (FST_WS_GATE_INVALID_OPTION) and turned into what the request path needs.
 import { FST_WS_GATE_INVALID_OPTION } from '../errors.js'
-import type { DenialLimits } from '../engine/http.js'
-import { compileOrigins, type OriginCheck } from '../engine/origin.js'
-import { checkRejectVia, type RejectVia } from '../engine/refusal.js'
-import type { FastifyWsGateOptions } from './types.js'
+import type { DenialLimits } from './headers.js'
+import { compileOrigins, type AllowedOrigins, type OriginCheck } from './origin.js'
+import { checkRejectVia, type RejectVia } from './refusal.js'
+
+/** The options every face takes (the Fastify plugin's, but for `websocket`). */
+export interface GateOptions {
+  handshakeTimeout?: number
+  maxPendingHandshakes?: number
+  allowedOrigins?: AllowedOrigins
+  rejectVia?: RejectVia
+  denialMaxBodySize?: number
+  denialTimeout?: number
+}
 
 // setTimeout's limit: a longer delay fires at once.
 const MAX_TIMEOUT = 2 ** 31 - 1
@@ -38,28 +47,20 @@ export function originsOption (value: unknown, fail: (problem: string) => Error)
   }
 }
 
-export function settings (options: FastifyWsGateOptions): GateSettings {
+export function settings (options: GateOptions): GateSettings {
   const {
     handshakeTimeout = 10_000,
     maxPendingHandshakes = 10_000,
     denialMaxBodySize = 64 * 1024,
     denialTimeout = 10_000,
     allowedOrigins = '*',
-    rejectVia = 'http',
-    websocket
+    rejectVia = 'http'
   } = options
   const checks: Array<[string, string | undefined]> = [
     ['handshakeTimeout', checkTimeout(handshakeTimeout)],
     ['maxPendingHandshakes', checkInteger(maxPendingHandshakes, 1, Number.MAX_SAFE_INTEGER, 'handshakes')],
     ['denialMaxBodySize', checkInteger(denialMaxBodySize, 0, 2 ** 31, 'bytes')],
-    ['denialTimeout', checkTimeout(denialTimeout)],
-    ['websocket', websocket !== undefined && (typeof websocket !== 'object' || websocket === null)
-      ? 'must be the options object of @fastify/websocket'
-      : websocket?.options?.noServer === true
-        // ws would then upgrade nothing by itself, and the app would have to
-        // call handleUpgrade() past the gate.
-        ? 'options.noServer is not supported: upgrades reach ws through the gate (use options.server for another server)'
-        : undefined]
+    ['denialTimeout', checkTimeout(denialTimeout)]
   ]
   for (const [name, problem] of checks) {
     if (problem !== undefined) throw new FST_WS_GATE_INVALID_OPTION(name, problem)

@@ -1,12 +1,13 @@
-// Checks an upgrade request against RFC 6455 §4.2.1 before any application
-// code sees it, and parses the subprotocols the client offers.
+// The checks on an HTTP/1.1 upgrade request (RFC 6455 §4.2.1, RFC 9112 §3.2),
+// made before any application code sees it: what is malformed gets its
+// status here, the rest the subprotocols it offers.
 import type { IncomingHttpHeaders } from 'node:http'
 import {
   FST_WS_GATE_BAD_REQUEST,
   FST_WS_GATE_METHOD_NOT_ALLOWED,
   FST_WS_GATE_UNSUPPORTED_VERSION
 } from '../errors.js'
-import { isToken, trimOWS, type HeaderPairs } from './http.js'
+import { parseProtocols, trimOWS, type HeaderPairs } from '../core/headers.js'
 
 export interface UpgradeRequest {
   method?: string
@@ -37,38 +38,6 @@ export function isWebSocketKey (key: string): boolean {
   }
   return true
 }
-
-/**
- * The subprotocols in a Sec-WebSocket-Protocol value (`1#token`), in the
- * client's order; null when the value is malformed: an empty element, a
- * character outside a token, or the same protocol twice.
- */
-// The common case, shared: no subprotocols offered.
-const NONE: string[] = Object.freeze([]) as unknown as string[]
-
-export function parseProtocols (value: string | undefined): string[] | null {
-  if (value === undefined) return NONE
-  const parts = value.split(',')
-  // Duplicates are found with a set, so that a hostile header with thousands
-  // of tokens costs time in proportion to its length; a short list (the usual
-  // one or two) is searched in place.
-  const seen = parts.length > SHORT_LIST ? new Set<string>() : undefined
-  const protocols: string[] = []
-  for (const part of parts) {
-    const protocol = trimOWS(part)
-    if (!isToken(protocol)) return null
-    if (seen === undefined) {
-      if (protocols.includes(protocol)) return null
-    } else {
-      if (seen.has(protocol)) return null
-      seen.add(protocol)
-    }
-    protocols.push(protocol)
-  }
-  return protocols
-}
-
-const SHORT_LIST = 8
 
 // The headers the checks read. Node gives every one as a string; request
 // objects made in-process (@fastify/websocket's injectWS() sends the version
@@ -138,4 +107,11 @@ export function isWebSocketUpgrade (upgrade: string | undefined): boolean {
 
 function bad (message: string): UpgradeProblem {
   return { error: new FST_WS_GATE_BAD_REQUEST(message), headers: [] }
+}
+
+/** Whether a Connection header lists the `upgrade` option (RFC 9110 §7.6.1). */
+export function asksUpgrade (connection: string | undefined): boolean {
+  if (connection === undefined) return false
+  for (const option of connection.split(',')) if (option.trim().toLowerCase() === 'upgrade') return true
+  return false
 }

@@ -2,7 +2,7 @@
 // only record what was asked; the engine validates them when it applies them,
 // because some checks (was this subprotocol offered?) need the request.
 import type { Readable } from 'node:stream'
-import type { HeadersInput } from './http.js'
+import type { HeadersInput } from './headers.js'
 
 // Symbol.for, so that two copies of the package in one process agree. Exported
 // for the type declarations only; the package entry does not re-export it.

@@ -1,13 +1,13 @@
-// The HTTP side of a failed handshake: validating what an application wants to
-// put on the wire, and writing complete, correctly framed responses straight to
-// the socket. Nothing here knows about Fastify.
-import { STATUS_CODES } from 'node:http'
-import type { Duplex } from 'node:stream'
+// What an application may put in an answer: statuses, header names and
+// values, checked against RFC 9110 before anything can reach a wire; and the
+// WebSocket headers every wire reads the same way (Sec-WebSocket-Protocol).
+// Protocol-free: no wire, no Fastify.
 import {
   FST_WS_GATE_FORBIDDEN_HEADER,
   FST_WS_GATE_INVALID_HEADER,
   FST_WS_GATE_INVALID_STATUS
 } from '../errors.js'
+import { statusText } from './status.js'
 
 /** A header list as it goes on the wire: ordered, duplicates kept. */
 export type HeaderPairs = Array<[name: string, value: string]>
@@ -35,7 +35,7 @@ export function trimOWS (value: string): string {
 const isOWS = (code: number): boolean => code === 0x20 || code === 0x09
 
 // Headers that frame the response or belong to the WebSocket handshake: the
-// engine writes them itself, so an application may not.
+// wire writes them itself, so an application may not.
 const RESERVED = new Set(['upgrade', 'connection', 'content-length', 'transfer-encoding'])
 
 /** A reason phrase that can stand in a status line: no CR, LF or other controls. */
@@ -130,104 +130,55 @@ export function hasHeader (headers: HeaderPairs, lowerName: string): boolean {
   return false
 }
 
-// RFC 9110 §6.6.1: an origin server with a clock sends Date on 2xx-4xx. The
-// string changes once a second, so it is built once a second.
-let dateCache = ''
-let dateSecond = -1
-function httpDate (): string {
-  const now = Date.now()
-  const second = Math.floor(now / 1000)
-  if (second !== dateSecond) {
-    dateSecond = second
-    dateCache = new Date(now).toUTCString()
-  }
-  return dateCache
-}
-
-/** Status line and header block, framing headers included, ending in the blank line. */
-export function responseHead (status: number, headers: HeaderPairs, framing: string | null): string {
-  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`
-  for (const [name, value] of headers) head += `${name}: ${value}\r\n`
-  if (framing !== null) head += framing
-  if (!hasHeader(headers, 'date')) head += `Date: ${httpDate()}\r\n`
-  return head + 'Connection: close\r\n\r\n'
-}
-
-/** Caps on the responses the engine writes itself. */
-export interface DenialLimits {
-  /** Bytes a denial body may have (a stream is cut off past it). */
-  maxBodySize: number
-  /** Milliseconds a response may take to go out, stream and flush included; then the socket is destroyed. */
-  timeout: number
-}
-
-export const DEFAULT_LIMITS: DenialLimits = { maxBodySize: 64 * 1024, timeout: 10_000 }
-
-/**
- * Destroys the socket if it is still open `ms` from now: a client that stops
- * reading (or a body source that stalls) cannot hold a connection forever.
- */
-export function guard (socket: Duplex, ms: number): void {
-  if (ms === 0) return
-  const timer = setTimeout(() => socket.destroy(), ms)
-  timer.unref()
-  socket.once('close', () => clearTimeout(timer))
-}
-
-/**
- * Ends the connection once everything written so far has been flushed. Reading
- * goes on meanwhile, so that unread bytes from the client cannot turn our close
- * into a reset that would destroy the response before the client reads it.
- * With `timeout`, the socket is destroyed if that takes longer.
- */
-export function closeAfter (socket: Duplex, last?: Buffer, timeout?: number): void {
-  if (timeout !== undefined) guard(socket, timeout)
-  socket.on('error', destroySelf)
-  socket.resume()
-  socket.once('finish', destroySelf)
-  socket.end(last)
-}
-
-function destroySelf (this: Duplex): void {
-  this.destroy()
-}
-
-// Header values may hold obs-text (U+0080-U+00FF): one byte each on the wire.
-export function latin1 (text: string): Buffer {
-  return Buffer.from(text, 'latin1')
-}
-
-/** Writes a complete response with a fixed body, then closes the connection. */
-export function sendResponse (socket: Duplex, status: number, headers: HeaderPairs, body: Buffer | null, limits = DEFAULT_LIMITS): void {
-  if (!allowsBody(status)) {
-    closeAfter(socket, latin1(responseHead(status, headers, null)), limits.timeout)
-    return
-  }
-  const length = body === null ? 0 : body.length
-  const head = responseHead(status, headers, `Content-Length: ${length}\r\n`)
-  // One buffer, one write: the head (one byte per character) and the body.
-  const bytes = Buffer.allocUnsafe(head.length + length)
-  bytes.write(head, 0, 'latin1')
-  if (body !== null) body.copy(bytes, head.length)
-  closeAfter(socket, bytes, limits.timeout)
-}
-
 export const JSON_TYPE = 'application/json; charset=utf-8'
 
-/** On every 503 the gate writes itself (timeout, shutdown, load shedding): seconds to wait. Never mutated. */
+/** On every 503 the gate answers itself (timeout, shutdown, load shedding): seconds to wait. Never mutated. */
 export const RETRY_LATER: HeaderPairs = [['Retry-After', '5']]
 
 /** Fastify's error shape, so that a denial reads like any other Fastify error. */
 export function errorBody (status: number, message: string, code?: string): Buffer {
-  const error = STATUS_CODES[status] ?? 'Error'
+  const error = statusText(status) ?? 'Error'
   return Buffer.from(JSON.stringify(code === undefined
     ? { statusCode: status, error, message }
     : { statusCode: status, code, error, message }))
 }
 
-/** An error response produced by the gate itself (malformed request, timeout, bug). */
-export function sendError (
-  socket: Duplex, err: { statusCode: number, code?: string, message: string }, extra: HeaderPairs = [], limits = DEFAULT_LIMITS
-): void {
-  sendResponse(socket, err.statusCode, [['Content-Type', JSON_TYPE], ...extra], errorBody(err.statusCode, err.message, err.code), limits)
+/** Caps on the answers the gate sends itself. */
+export interface DenialLimits {
+  /** Bytes a denial body may have (a stream is cut off past it). */
+  maxBodySize: number
+  /** Milliseconds an answer may take to go out, stream and flush included; then the connection is cut. */
+  timeout: number
+}
+
+// The common case, shared: no subprotocols offered.
+const NONE: string[] = Object.freeze([]) as unknown as string[]
+// Past this many tokens, duplicates are found with a set.
+const SHORT_LIST = 8
+
+/**
+ * The subprotocols in a Sec-WebSocket-Protocol value (`1#token`), in the
+ * client's order; null when the value is malformed: an empty element, a
+ * character outside a token, or the same protocol twice. Linear in the
+ * value's length: a short list (the usual one or two) is searched in place,
+ * a longer one through a set, so that a hostile header with thousands of
+ * tokens costs no more than its length.
+ */
+export function parseProtocols (value: string | undefined): string[] | null {
+  if (value === undefined) return NONE
+  const parts = value.split(',')
+  const seen = parts.length > SHORT_LIST ? new Set<string>() : undefined
+  const protocols: string[] = []
+  for (const part of parts) {
+    const protocol = trimOWS(part)
+    if (!isToken(protocol)) return null
+    if (seen === undefined) {
+      if (protocols.includes(protocol)) return null
+    } else {
+      if (seen.has(protocol)) return null
+      seen.add(protocol)
+    }
+    protocols.push(protocol)
+  }
+  return protocols
 }

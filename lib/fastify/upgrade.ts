@@ -1,0 +1,115 @@
+// One upgrade as the Fastify face sees it, from the gate's checks to its
+// outcome: the HTTP/1.1 wire that owns its socket, the route's handshake (it
+// is the handshake's owner: it turns answers into the wire's work and
+// Fastify's reply), and what the outcome is reported with.
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
+import { FST_WS_GATE_NON_ERROR_THROWN } from '../errors.js'
+import { describe } from '../core/denial.js'
+import { OUTCOMES, started, type HandshakeEvent, type Reported } from '../core/diagnostics.js'
+import type { Answer, Handshake, HandshakeOwner, HandshakeState } from '../core/handshake.js'
+import type { Http1Upgrade } from '../http1/upgrade.js'
+import type { HandOver } from '../http1/websocket.js'
+
+/** What every Upgrade needs of the plugin. */
+export interface Gate {
+  /** Releases the upgrade's count, publishes its outcome and logs it (status: what the log line says went out, null for none). */
+  finish (upgrade: Upgrade, outcome: HandshakeEvent['outcome'], status: number | null, logged: number | null): void
+  readonly handOver: HandOver
+}
+
+export class Upgrade implements Reported, HandshakeOwner {
+  /** Whether the upgrade counts against maxPendingHandshakes. */
+  counted = true
+  route: string | null = null
+  readonly started = started()
+  reported = false
+  /** What the next answer on the wire means (set by whoever answers); a 101 otherwise means accepted. */
+  expected: HandshakeEvent['outcome'] | undefined = undefined
+  /** A close-frame refusal's reject() status: the outcome's status when its 101 goes out. */
+  refusal: number | undefined = undefined
+  /** Set once routed: for the log line, and the handshake's face. */
+  request: FastifyRequest | undefined = undefined
+  reply: FastifyReply | undefined = undefined
+  wire!: Http1Upgrade
+  readonly url: string
+  readonly #gate: Gate
+  // Set by handle(), before the handshake uses this owner.
+  #instance!: FastifyInstance
+  #next!: RouteHandlerMethod
+
+  constructor (url: string, gate: Gate) {
+    this.url = url
+    this.#gate = gate
+  }
+
+  /** What went on the wire (see Http1Upgrade's report). */
+  sent (status: number | null): void {
+    let outcome: HandshakeEvent['outcome']
+    if (status === null) outcome = 'aborted'
+    else if (status !== 101) outcome = this.expected === undefined || this.expected === 'accepted' ? 'rejected' : this.expected
+    else outcome = this.expected ?? 'accepted'
+    this.#gate.finish(this, outcome, status === 101 && this.refusal !== undefined ? this.refusal : status, status)
+  }
+
+  /** The route's request, for answers and the log line. */
+  routed (request: FastifyRequest, reply: FastifyReply): void {
+    this.request = request
+    this.reply = reply
+  }
+
+  /** A gated route takes the upgrade: the route handler behind the gate. */
+  handle (instance: FastifyInstance, next: RouteHandlerMethod): void {
+    this.#instance = instance
+    this.#next = next
+  }
+
+  get log (): FastifyRequest['log'] {
+    return (this.request as FastifyRequest).log
+  }
+
+  settled (state: HandshakeState, status: number | undefined): void {
+    this.wire.unwatch(state === 'accepted' || state === 'refused')
+    const outcome = OUTCOMES[state as Exclude<HandshakeState, 'pending'>]
+    // A failure with no status is answered by the app's error handler,
+    // through Fastify's reply, which logs it.
+    if (state === 'failed' && status === undefined) this.#gate.finish(this, outcome, null, null)
+    else this.expected = outcome
+  }
+
+  answer (answer: Answer): void {
+    const request = this.request as FastifyRequest
+    const reply = this.reply as FastifyReply
+    switch (answer.kind) {
+      case 'accept':
+        this.wire.admit(answer.protocol, answer.headers)
+        request.log.debug({ protocol: answer.protocol }, 'handshake accepted')
+        // @fastify/websocket's handler behind the gate's: it hands the
+        // request to ws (through the gate's handleUpgrade), then runs the
+        // route's WebSocket handler.
+        this.#next.call(this.#instance, request, reply)
+        return
+      case 'deny':
+        reply.hijack()
+        this.wire.deny(answer.denial, request.log)
+        return
+      default:
+        // Straight to ws: the route's WebSocket handler never runs.
+        reply.hijack()
+        this.refusal = answer.refusal.status
+        this.wire.refuse(this.#gate.handOver, request.log, answer.refusal)
+    }
+  }
+
+  fail (err: unknown): void {
+    (this.reply as FastifyReply).send(err instanceof Error ? err : new FST_WS_GATE_NON_ERROR_THROWN(describe(err)))
+    this.wire.hold()
+  }
+
+  watch (handshake: Handshake): void {
+    this.wire.watch((message) => { handshake.gone(message) })
+  }
+
+  cut (): void {
+    this.wire.cut()
+  }
+}

@@ -1,0 +1,171 @@
+// The hand-over of an HTTP/1.1 upgrade to ws, in one place. ws's own
+// handleUpgrade() would check the request again, pick the subprotocol through
+// a handleProtocols callback and take extra 101 headers from a 'headers'
+// listener, which must then find out which upgrade they are for. Here the
+// gate does what handleUpgrade does before the 101 (ws's `path` option,
+// permessage-deflate negotiation, verifyClient) with its own answers, then
+// calls ws's completeUpgrade() with the chosen subprotocol as the only one
+// offered and the extra headers for its one synchronous 'headers' event.
+// completeUpgrade() and PerMessageDeflate are ws internals: package.json pins
+// ws's minor version, and the suite runs through them.
+import type { IncomingMessage } from 'node:http'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import { STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { WebSocket, WebSocketServer } from 'ws'
+import { FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_SHUTTING_DOWN } from '../errors.js'
+import { errorDenial } from '../core/denial.js'
+import type { HandshakeLogger } from '../core/handshake.js'
+import { checkStatus, RETRY_LATER, toHeaderPairs, type HeaderPairs, type HeadersInput } from '../core/headers.js'
+import type { Http1Upgrade } from './upgrade.js'
+
+type Verified = (verified: boolean, code?: number, message?: string, headers?: HeadersInput) => void
+type VerifyClient = (info: { origin: string | undefined, secure: boolean, req: IncomingMessage }, done?: Verified) => boolean | undefined
+type ChooseProtocol = (protocols: Set<string>, req: IncomingMessage) => string | false
+
+interface Internals {
+  completeUpgrade (extensions: object, key: string, protocols: Set<string>, req: IncomingMessage, socket: Duplex, head: Buffer, done: (ws: WebSocket) => void): void
+}
+
+interface Extension {
+  accept (offers: unknown): unknown
+}
+
+// ws's own modules, from the copy @fastify/websocket uses (its WebSocketServer
+// and these must agree).
+const requireWs = createRequire(require.resolve('ws', { paths: [dirname(require.resolve('@fastify/websocket'))] }))
+const PerMessageDeflate = requireWs(join(dirname(requireWs.resolve('ws')), 'lib', 'permessage-deflate.js')) as {
+  new (options: object): Extension
+  extensionName: string
+}
+const { parse: parseExtensions } = requireWs(join(dirname(requireWs.resolve('ws')), 'lib', 'extension.js')) as {
+  parse: (header: string) => Record<string, unknown>
+}
+
+const NO_HEADERS: HeaderPairs = []
+
+export class HandOver {
+  readonly #wss: WebSocketServer & Internals
+  readonly #verifyClient: VerifyClient | undefined
+  readonly #chooseProtocol: ChooseProtocol | undefined
+  readonly #closing: () => boolean
+  // The extra headers of the 101 being written now, for the 'headers' event
+  // that completeUpgrade() emits synchronously.
+  #headers: HeaderPairs = NO_HEADERS
+
+  /** Takes over `wss`'s verifyClient and handleProtocols: from now on the gate calls them. */
+  constructor (wss: WebSocketServer, closing: () => boolean) {
+    this.#wss = wss as WebSocketServer & Internals
+    const options = wss.options as { verifyClient?: VerifyClient | null, handleProtocols?: ChooseProtocol | null }
+    this.#verifyClient = options.verifyClient ?? undefined
+    this.#chooseProtocol = options.handleProtocols ?? undefined
+    // ws would otherwise call handleProtocols again, on the one protocol the gate offers it.
+    options.handleProtocols = null
+    this.#closing = closing
+    wss.on('headers', (lines: string[]) => {
+      const headers = this.#headers
+      for (let i = 0; i < headers.length; i++) lines.push(`${headers[i][0]}: ${headers[i][1]}`)
+    })
+  }
+
+  /**
+   * Completes the handshake: `protocol` and `headers` as a decision said
+   * (`headers` undefined: a route without a decision, where the app's
+   * handleProtocols, or ws's first-offered rule, chooses). Whatever ws's
+   * options refuse is denied through `upgrade`.
+   */
+  complete (upgrade: Http1Upgrade, log: HandshakeLogger, protocol: string | undefined, headers: HeaderPairs | undefined, done: (ws: WebSocket) => void): void {
+    const { req, socket } = upgrade
+    const wss = this.#wss
+    // ws's `path` option: it would answer any other path 400 itself.
+    if (!wss.shouldHandle(req)) {
+      upgrade.deny(errorDenial(new FST_WS_GATE_BAD_REQUEST(`This WebSocket server serves ${JSON.stringify(wss.options.path)} only`)), log)
+      return
+    }
+    const extensions: Record<string, Extension> = {}
+    const offer = req.headers['sec-websocket-extensions']
+    if (wss.options.perMessageDeflate !== undefined && wss.options.perMessageDeflate !== false && offer !== undefined) {
+      const deflate = new PerMessageDeflate({ ...(wss.options.perMessageDeflate as object), isServer: true, maxPayload: wss.options.maxPayload })
+      try {
+        const offers = parseExtensions(offer)
+        if (offers[PerMessageDeflate.extensionName] !== undefined) {
+          deflate.accept(offers[PerMessageDeflate.extensionName])
+          extensions[PerMessageDeflate.extensionName] = deflate
+        }
+      } catch {
+        upgrade.deny(errorDenial(new FST_WS_GATE_BAD_REQUEST('Invalid or unacceptable Sec-WebSocket-Extensions header')), log)
+        return
+      }
+    }
+    const chosen = headers !== undefined ? protocol : this.#choose(upgrade)
+    const finish = (): void => {
+      // Verified after shutdown began: no 101 now.
+      if (this.#closing()) {
+        upgrade.deny(errorDenial(new FST_WS_GATE_SHUTTING_DOWN(), RETRY_LATER), log)
+        return
+      }
+      socket.removeListener('error', destroySocket)
+      this.#headers = headers ?? NO_HEADERS
+      try {
+        wss.completeUpgrade(extensions, req.headers['sec-websocket-key'] as string, new Set(chosen === undefined ? [] : [chosen]), req, socket, upgrade.head, done)
+      } finally {
+        this.#headers = NO_HEADERS
+      }
+    }
+    const verify = this.#verifyClient
+    if (verify === undefined) {
+      finish()
+      return
+    }
+    // Nobody else listens for the socket's errors while the app's verifyClient decides.
+    socket.on('error', destroySocket)
+    const info = { origin: req.headers.origin, secure: isSecure(req), req }
+    if (verify.length === 2) {
+      verify(info, (verified, code, message, headers) => {
+        if (verified) finish()
+        else refuse(upgrade, log, code, message, headers)
+      })
+    } else if (verify(info) as unknown as boolean) {
+      finish()
+    } else {
+      refuse(upgrade, log)
+    }
+  }
+
+  // A route without a decision of its own: the app's handleProtocols, or the first offered.
+  #choose (upgrade: Http1Upgrade): string | undefined {
+    const { offered } = upgrade
+    if (offered.length === 0) return undefined
+    if (this.#chooseProtocol === undefined) return offered[0]
+    const chosen = this.#chooseProtocol(new Set(offered), upgrade.req)
+    return typeof chosen === 'string' ? chosen : undefined
+  }
+}
+
+// verifyClient's refusal, as ws would have written it (its status, default
+// 401; its message, default the status's phrase, as text/html; its headers),
+// but through the gate's writer, which checks what goes on the wire.
+function refuse (upgrade: Http1Upgrade, log: HandshakeLogger, code?: number, message?: string, headers?: HeadersInput): void {
+  let status: number
+  let pairs: HeaderPairs
+  try {
+    status = checkStatus(code === undefined || code === 0 ? 401 : code)
+    pairs = toHeaderPairs(headers)
+  } catch (err) {
+    log.error({ err }, 'invalid verifyClient refusal')
+    upgrade.deny(errorDenial({ statusCode: 500, message: 'Internal Server Error' }), log)
+    return
+  }
+  pairs.unshift(['Content-Type', 'text/html'])
+  upgrade.deny({ status, headers: pairs, body: Buffer.from(message ?? STATUS_CODES[status] ?? '') }, log)
+}
+
+function isSecure (req: IncomingMessage): boolean {
+  const socket = req.socket as (IncomingMessage['socket'] & { authorized?: boolean, encrypted?: boolean }) | undefined
+  return socket?.authorized === true || socket?.encrypted === true
+}
+
+function destroySocket (this: Duplex): void {
+  this.destroy()
+}
