@@ -1,15 +1,15 @@
 // The handshake state machine, shared by every wire and every face. It takes
-// what the application decides and returns a validated answer to its owner
-// (the party that holds the connection); it writes nothing itself.
+// what the application decides and gives its owner (the party that holds the
+// connection) a validated answer to send; it writes nothing itself.
 //
-//   pending ──accept──▶ accepted   answer { kind: 'accept' }: the owner sends the 101 (or :status 200)
-//      │ ────deny────▶ denied     answer { kind: 'deny' }: the owner sends the denial
-//      │ ───refuse───▶ refused    answer { kind: 'refuse' }: the owner completes the handshake, then closes with 4000 + status
-//      │ ────error───▶ failed     owner.fail(): the face reports the application's error
-//      │ ──invalid───▶ failed     answer: 500 (the programming error is logged)
-//      │ ──deadline──▶ timed-out  answer: 503 + Retry-After; the signal aborts
-//      │ ──shutdown──▶ shut-down  answer: 503 + Retry-After; the signal aborts
-//      └ client left ▶ gone       no answer; the signal aborts
+//   pending ──accept──▶ accepted   owner.accept(protocol, headers): the 101 (or :status 200)
+//      │ ────deny────▶ denied     owner.deny(denial): status, headers, body
+//      │ ───refuse───▶ refused    owner.refuse(refusal): the handshake completed, then close code 4000 + status
+//      │ ────error───▶ failed     owner.fail(err): the face reports the application's error
+//      │ ──invalid───▶ failed     owner.deny(500) (the programming error is logged)
+//      │ ──deadline──▶ timed-out  owner.deny(503 + Retry-After); the signal aborts
+//      │ ──shutdown──▶ shut-down  owner.deny(503 + Retry-After); the signal aborts
+//      └ client left ▶ gone       nothing to send; the signal aborts
 //
 // Only the first transition counts; whatever arrives later is dropped.
 import {
@@ -30,20 +30,18 @@ export interface HandshakeLogger {
   error (obj: object, msg: string): void
 }
 
-/** What the owner of the connection is to send: the 101 (with these), a denial, or a close-frame refusal. */
-export type Answer =
-  | { kind: 'accept', protocol: string | undefined, headers: HeaderPairs }
-  | { kind: 'deny', denial: Denial }
-  | { kind: 'refuse', refusal: Refusal }
-
 /** The party that holds the connection while its handshake is decided: a wire, through its face. */
 export interface HandshakeOwner {
   /** Where the handshake logs (a request's logger). */
   readonly log: HandshakeLogger
   /** Told once, as the handshake settles, before any answer is sent. */
   settled (state: HandshakeState, status: number | undefined): void
-  /** Sends the answer. Called at most once, after settled(). `headers` of an accept is read-only: it may be shared. */
-  answer (answer: Answer): void
+  /** Sends the 101 (or :status 200) with this subprotocol and these headers (read-only: they may be shared). At most one answer is asked for, after settled(). */
+  accept (protocol: string | undefined, headers: HeaderPairs): void
+  /** Sends this denial. */
+  deny (denial: Denial): void
+  /** Completes the handshake, then closes with the refusal's code (rejectVia 'close-frame'). */
+  refuse (refusal: Refusal): void
   /** The application failed before deciding: the face reports it. */
   fail (err: unknown): void
   /** Starts noticing the client leaving, and keeps what it sends early; it then calls gone(). At most once, while pending. */
@@ -245,7 +243,8 @@ export class Handshake {
     if (isAccept(decision)) {
       const protocol = this.#checkProtocol(decision.protocol)
       const headers = decision.headers === undefined ? NO_HEADERS : toHeaderPairs(decision.headers, ASCII_ONLY)
-      this.#answer('accepted', 101, { kind: 'accept', protocol, headers })
+      this.#settle('accepted', 101)
+      this.#owner.accept(protocol, headers)
     } else if (this.#closeFrame) {
       this.#refuse(prepareRefusal(decision, this.protocols, this.#settings.limits))
     } else {
@@ -267,12 +266,14 @@ export class Handshake {
 
   #deny (denial: Denial): void {
     this.#owner.log.debug({ statusCode: denial.status }, 'handshake rejected')
-    this.#answer('denied', denial.status, { kind: 'deny', denial })
+    this.#settle('denied', denial.status)
+    this.#owner.deny(denial)
   }
 
   #refuse (refusal: Refusal): void {
     this.#owner.log.debug({ statusCode: refusal.status, closeCode: refusal.code }, 'handshake rejected with a close frame')
-    this.#answer('refused', refusal.status, { kind: 'refuse', refusal })
+    this.#settle('refused', refusal.status)
+    this.#owner.refuse(refusal)
   }
 
   /** The application failed before deciding: the face reports it. */
@@ -297,7 +298,8 @@ export class Handshake {
       return
     }
     this.#owner.log.error({ err }, 'invalid handshake decision')
-    this.#answer('failed', 500, { kind: 'deny', denial: errorDenial(INTERNAL_ERROR) })
+    this.#settle('failed', 500)
+    this.#owner.deny(errorDenial(INTERNAL_ERROR))
   }
 
   #checkProtocol (protocol: unknown): string | undefined {
@@ -343,12 +345,7 @@ export class Handshake {
 
   #unavailable (state: HandshakeState, err: Error & { statusCode: number, code: string }): void {
     this.#abort(state, err, 503)
-    this.#owner.answer({ kind: 'deny', denial: errorDenial(err, RETRY_LATER) })
-  }
-
-  #answer (state: HandshakeState, status: number, answer: Answer): void {
-    this.#settle(state, status)
-    this.#owner.answer(answer)
+    this.#owner.deny(errorDenial(err, RETRY_LATER))
   }
 
   #abort (state: HandshakeState, reason: Error, status?: number): void {

@@ -9,7 +9,7 @@ import { requireAscii, type DenialLimits, type HeaderPairs } from './headers.js'
 /** How reject() decisions reach the client. */
 export type RejectVia = 'http' | 'close-frame' | 'auto'
 
-export const REJECT_VIA: readonly RejectVia[] = ['http', 'close-frame', 'auto']
+const REJECT_VIA: readonly RejectVia[] = ['http', 'close-frame', 'auto']
 
 export interface Refusal {
   /** The reject() status, for logs and reports. */

@@ -270,7 +270,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       return
     }
     const upgrade = new Upgrade(req.url as string, gate)
-    upgrade.wire = new Http1Upgrade(req, socket, head, checked, limits, (status) => { upgrade.sent(status) })
+    upgrade.wire = new Http1Upgrade(req, socket, head, checked, limits, upgrade)
     ;(req as GateRequest)[kUpgrade] = upgrade
     inflight++
     relay.forward(req, socket, head)
@@ -320,7 +320,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     // The request lives as long as the connection; what the gate knew of
     // its upgrade need not.
     ;(req as GateRequest)[kUpgrade] = undefined
-    upgrade.wire.accept(gate.handOver, upgrade.log, (ws) => { done(ws, req) })
+    upgrade.wire.accept(gate.handOver, upgrade.log, done)
   } as WebSocketServer['handleUpgrade']
 
   // Every route the gate saw is marked; an upgrade routed to one it never saw

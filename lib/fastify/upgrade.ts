@@ -6,7 +6,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod 
 import { FST_WS_GATE_NON_ERROR_THROWN } from '../errors.js'
 import { describe } from '../core/denial.js'
 import { OUTCOMES, started, type HandshakeEvent, type Reported } from '../core/diagnostics.js'
-import type { Answer, Handshake, HandshakeOwner, HandshakeState } from '../core/handshake.js'
+import type { Denial } from '../core/denial.js'
+import type { Handshake, HandshakeOwner, HandshakeState } from '../core/handshake.js'
+import type { HeaderPairs } from '../core/headers.js'
+import type { Refusal } from '../core/refusal.js'
 import type { Http1Upgrade } from '../http1/upgrade.js'
 import type { HandOver } from '../http1/websocket.js'
 
@@ -76,28 +79,26 @@ export class Upgrade implements Reported, HandshakeOwner {
     else this.expected = outcome
   }
 
-  answer (answer: Answer): void {
+  accept (protocol: string | undefined, headers: HeaderPairs): void {
     const request = this.request as FastifyRequest
-    const reply = this.reply as FastifyReply
-    switch (answer.kind) {
-      case 'accept':
-        this.wire.admit(answer.protocol, answer.headers)
-        request.log.debug({ protocol: answer.protocol }, 'handshake accepted')
-        // @fastify/websocket's handler behind the gate's: it hands the
-        // request to ws (through the gate's handleUpgrade), then runs the
-        // route's WebSocket handler.
-        this.#next.call(this.#instance, request, reply)
-        return
-      case 'deny':
-        reply.hijack()
-        this.wire.deny(answer.denial, request.log)
-        return
-      default:
-        // Straight to ws: the route's WebSocket handler never runs.
-        reply.hijack()
-        this.refusal = answer.refusal.status
-        this.wire.refuse(this.#gate.handOver, request.log, answer.refusal)
-    }
+    this.wire.admit(protocol, headers)
+    request.log.debug({ protocol }, 'handshake accepted')
+    // @fastify/websocket's handler behind the gate's: it hands the request to
+    // ws (through the gate's handleUpgrade), then runs the route's WebSocket
+    // handler.
+    this.#next.call(this.#instance, request, this.reply as FastifyReply)
+  }
+
+  deny (denial: Denial): void {
+    (this.reply as FastifyReply).hijack()
+    this.wire.deny(denial, this.log)
+  }
+
+  // Straight to ws: the route's WebSocket handler never runs.
+  refuse (refusal: Refusal): void {
+    (this.reply as FastifyReply).hijack()
+    this.refusal = refusal.status
+    this.wire.refuse(this.#gate.handOver, this.log, refusal)
   }
 
   fail (err: unknown): void {

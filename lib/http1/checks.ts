@@ -30,7 +30,7 @@ for (const char of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 const EQUALS = 0x3d
 
 /** Whether a Sec-WebSocket-Key value is 16 bytes in base64. */
-export function isWebSocketKey (key: string): boolean {
+function isWebSocketKey (key: string): boolean {
   if (key.length !== 24 || key.charCodeAt(22) !== EQUALS || key.charCodeAt(23) !== EQUALS) return false
   for (let i = 0; i < 22; i++) {
     const code = key.charCodeAt(i)

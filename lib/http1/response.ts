@@ -50,7 +50,7 @@ export function guard (socket: Duplex, ms: number): void {
  * into a reset that would destroy the response before the client reads it.
  * With `timeout`, the socket is destroyed if that takes longer.
  */
-export function closeAfter (socket: Duplex, last?: Buffer, timeout?: number): void {
+function closeAfter (socket: Duplex, last?: Buffer, timeout?: number): void {
   if (timeout !== undefined) guard(socket, timeout)
   socket.on('error', destroySelf)
   socket.resume()

@@ -6,6 +6,7 @@
 // left first). It knows nothing of Fastify.
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
+import type { WebSocket } from 'ws'
 import type { Denial } from '../core/denial.js'
 import type { HandshakeLogger } from '../core/handshake.js'
 import type { DenialLimits, HeaderPairs } from '../core/headers.js'
@@ -17,8 +18,13 @@ import type { HandOver } from './websocket.js'
 // it sends early is kept for the WebSocket, up to this much.
 const MAX_EARLY_BYTES = 64 * 1024
 
-/** Told once what went on the wire: the status written (101 for a completed handshake), or null when the client left first. */
-export type Report = (status: number | null) => void
+/** Whoever an upgrade reports to (its face's record). */
+export interface Reporter {
+  /** Told once what went on the wire: the status written (101 for a completed handshake), or null when the client left first. */
+  sent (status: number | null): void
+}
+
+type Connected = (ws: WebSocket, req: IncomingMessage) => void
 
 // What only a watched upgrade needs (most are answered before anything needs
 // watching): its socket listeners and what the client sent early.
@@ -44,15 +50,15 @@ export class Http1Upgrade {
   #held = false
   #watching: Watching | undefined = undefined
   readonly #limits: DenialLimits
-  readonly #report: Report
+  readonly #reporter: Reporter
 
-  constructor (req: IncomingMessage, socket: Duplex, head: Buffer, offered: string[], limits: DenialLimits, report: Report) {
+  constructor (req: IncomingMessage, socket: Duplex, head: Buffer, offered: string[], limits: DenialLimits, reporter: Reporter) {
     this.req = req
     this.socket = socket
     this.head = head
     this.offered = offered
     this.#limits = limits
-    this.#report = report
+    this.#reporter = reporter
   }
 
   /** Whether the upgrade may be completed (see admit()). */
@@ -155,11 +161,11 @@ export class Http1Upgrade {
   }
 
   /** Hands the socket to ws: the 101 with what admit() said, then `connected` with the WebSocket. */
-  accept (handOver: HandOver, log: HandshakeLogger, connected: (ws: import('ws').WebSocket) => void): void {
+  accept (handOver: HandOver, log: HandshakeLogger, connected: Connected): void {
     this.unwatch(true)
-    handOver.complete(this, log, this.protocol, this.headers, (ws) => {
+    handOver.complete(this, log, this.protocol, this.headers, (ws, req) => {
       this.#done(101)
-      connected(ws)
+      connected(ws, req)
     })
     this.hold()
   }
@@ -185,6 +191,6 @@ export class Http1Upgrade {
   #done (status: number | null): void {
     if (this.#answered) return
     this.#answered = true
-    this.#report(status)
+    this.#reporter.sent(status)
   }
 }

@@ -23,9 +23,11 @@ import type { Http1Upgrade } from './upgrade.js'
 type Verified = (verified: boolean, code?: number, message?: string, headers?: HeadersInput) => void
 type VerifyClient = (info: { origin: string | undefined, secure: boolean, req: IncomingMessage }, done?: Verified) => boolean | undefined
 type ChooseProtocol = (protocols: Set<string>, req: IncomingMessage) => string | false
+/** What ws calls once it has written the 101: the WebSocket, and the request. */
+export type Completed = (ws: WebSocket, req: IncomingMessage) => void
 
 interface Internals {
-  completeUpgrade (extensions: object, key: string, protocols: Set<string>, req: IncomingMessage, socket: Duplex, head: Buffer, done: (ws: WebSocket) => void): void
+  completeUpgrade (extensions: object, key: string, protocols: ReadonlySet<string>, req: IncomingMessage, socket: Duplex, head: Buffer, done: (ws: WebSocket, req: IncomingMessage) => void): void
 }
 
 interface Extension {
@@ -44,6 +46,9 @@ const { parse: parseExtensions } = requireWs(join(dirname(requireWs.resolve('ws'
 }
 
 const NO_HEADERS: HeaderPairs = []
+// ws only reads these: shared by every upgrade that negotiates no extension and selects no subprotocol.
+const NO_EXTENSIONS = Object.freeze({})
+const NO_PROTOCOLS: ReadonlySet<string> = new Set()
 
 export class HandOver {
   readonly #wss: WebSocketServer & Internals
@@ -75,15 +80,15 @@ export class HandOver {
    * handleProtocols, or ws's first-offered rule, chooses). Whatever ws's
    * options refuse is denied through `upgrade`.
    */
-  complete (upgrade: Http1Upgrade, log: HandshakeLogger, protocol: string | undefined, headers: HeaderPairs | undefined, done: (ws: WebSocket) => void): void {
-    const { req, socket } = upgrade
+  complete (upgrade: Http1Upgrade, log: HandshakeLogger, protocol: string | undefined, headers: HeaderPairs | undefined, done: Completed): void {
+    const { req } = upgrade
     const wss = this.#wss
     // ws's `path` option: it would answer any other path 400 itself.
     if (!wss.shouldHandle(req)) {
       upgrade.deny(errorDenial(new FST_WS_GATE_BAD_REQUEST(`This WebSocket server serves ${JSON.stringify(wss.options.path)} only`)), log)
       return
     }
-    const extensions: Record<string, Extension> = {}
+    let extensions: Record<string, Extension> = NO_EXTENSIONS
     const offer = req.headers['sec-websocket-extensions']
     if (wss.options.perMessageDeflate !== undefined && wss.options.perMessageDeflate !== false && offer !== undefined) {
       const deflate = new PerMessageDeflate({ ...(wss.options.perMessageDeflate as object), isServer: true, maxPayload: wss.options.maxPayload })
@@ -91,7 +96,7 @@ export class HandOver {
         const offers = parseExtensions(offer)
         if (offers[PerMessageDeflate.extensionName] !== undefined) {
           deflate.accept(offers[PerMessageDeflate.extensionName])
-          extensions[PerMessageDeflate.extensionName] = deflate
+          extensions = { [PerMessageDeflate.extensionName]: deflate }
         }
       } catch {
         upgrade.deny(errorDenial(new FST_WS_GATE_BAD_REQUEST('Invalid or unacceptable Sec-WebSocket-Extensions header')), log)
@@ -99,37 +104,39 @@ export class HandOver {
       }
     }
     const chosen = headers !== undefined ? protocol : this.#choose(upgrade)
-    const finish = (): void => {
-      // Verified after shutdown began: no 101 now.
-      if (this.#closing()) {
-        upgrade.deny(errorDenial(new FST_WS_GATE_SHUTTING_DOWN(), RETRY_LATER), log)
-        return
-      }
-      socket.removeListener('error', destroySocket)
-      this.#headers = headers ?? NO_HEADERS
-      try {
-        wss.completeUpgrade(extensions, req.headers['sec-websocket-key'] as string, new Set(chosen === undefined ? [] : [chosen]), req, socket, upgrade.head, done)
-      } finally {
-        this.#headers = NO_HEADERS
-      }
-    }
     const verify = this.#verifyClient
     if (verify === undefined) {
-      finish()
+      this.#finish(upgrade, log, extensions, chosen, headers, done)
       return
     }
     // Nobody else listens for the socket's errors while the app's verifyClient decides.
-    socket.on('error', destroySocket)
+    upgrade.socket.on('error', destroySocket)
     const info = { origin: req.headers.origin, secure: isSecure(req), req }
     if (verify.length === 2) {
-      verify(info, (verified, code, message, headers) => {
-        if (verified) finish()
-        else refuse(upgrade, log, code, message, headers)
+      verify(info, (verified, code, message, refusal) => {
+        if (verified) this.#finish(upgrade, log, extensions, chosen, headers, done)
+        else refuse(upgrade, log, code, message, refusal)
       })
     } else if (verify(info) as unknown as boolean) {
-      finish()
+      this.#finish(upgrade, log, extensions, chosen, headers, done)
     } else {
       refuse(upgrade, log)
+    }
+  }
+
+  #finish (upgrade: Http1Upgrade, log: HandshakeLogger, extensions: object, chosen: string | undefined, headers: HeaderPairs | undefined, done: Completed): void {
+    // Verified after shutdown began: no 101 now.
+    if (this.#closing()) {
+      upgrade.deny(errorDenial(new FST_WS_GATE_SHUTTING_DOWN(), RETRY_LATER), log)
+      return
+    }
+    const { req, socket } = upgrade
+    socket.removeListener('error', destroySocket)
+    this.#headers = headers ?? NO_HEADERS
+    try {
+      this.#wss.completeUpgrade(extensions, req.headers['sec-websocket-key'] as string, chosen === undefined ? NO_PROTOCOLS : new Set([chosen]), req, socket, upgrade.head, done)
+    } finally {
+      this.#headers = NO_HEADERS
     }
   }
 

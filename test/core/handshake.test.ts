@@ -4,7 +4,16 @@
 import { Readable } from 'node:stream'
 import t from 'tap'
 import { accept, reject } from '../../lib/core/decision.js'
-import { Handshake, HandshakeRegistry, type Answer, type HandshakeOwner, type HandshakeState } from '../../lib/core/handshake.js'
+import type { Denial } from '../../lib/core/denial.js'
+import { Handshake, HandshakeRegistry, type HandshakeOwner, type HandshakeState } from '../../lib/core/handshake.js'
+import type { HeaderPairs } from '../../lib/core/headers.js'
+import type { Refusal } from '../../lib/core/refusal.js'
+
+// What the owner was asked to send, as one value, so that tests compare it whole.
+type Answer =
+  | { kind: 'accept', protocol: string | undefined, headers: HeaderPairs }
+  | { kind: 'deny', denial: Denial }
+  | { kind: 'refuse', refusal: Refusal }
 
 type Call =
   | ['settled', HandshakeState, number | undefined]
@@ -22,15 +31,18 @@ function owner (options: { answerThrows?: Error } = {}): Fake {
   const calls: Call[] = []
   const logs: Array<[string, string, object]> = []
   const log = (level: string) => (obj: object, msg: string) => { logs.push([level, msg, obj]) }
+  const answer = (answer: Answer): void => {
+    calls.push(['answer', answer])
+    if (options.answerThrows !== undefined) throw options.answerThrows
+  }
   return {
     calls,
     logs,
     log: { debug: log('debug'), warn: log('warn'), error: log('error') },
     settled (state, status) { calls.push(['settled', state, status]) },
-    answer (answer) {
-      calls.push(['answer', answer])
-      if (options.answerThrows !== undefined) throw options.answerThrows
-    },
+    accept (protocol, headers) { answer({ kind: 'accept', protocol, headers }) },
+    deny (denial) { answer({ kind: 'deny', denial }) },
+    refuse (refusal) { answer({ kind: 'refuse', refusal }) },
     fail (err) { calls.push(['fail', err]) },
     watch () { calls.push(['watch']) },
     cut () { calls.push(['cut']) }
