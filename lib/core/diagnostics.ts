@@ -32,14 +32,13 @@ export const OUTCOMES: Record<Exclude<HandshakeState, 'pending'>, HandshakeEvent
   gone: 'aborted'
 }
 
-/** What the gate knows of an upgrade for its event: once published, never again. */
+/** What the gate knows of an upgrade for its event. */
 export interface Reported {
   /** The route's URL pattern, once routed to a gated route. */
   route: string | null
   url: string
   /** performance.now() when the upgrade reached the gate. */
   started: number
-  reported: boolean
 }
 
 /** When an upgrade reached the gate, for its duration (taken even while nobody subscribes: one may subscribe before it ends). */
@@ -47,9 +46,8 @@ export function started (): number {
   return performance.now()
 }
 
-/** Publishes the upgrade's outcome, the first time only. */
+/** Publishes an upgrade's outcome (its caller makes sure it is once). */
 export function publish (upgrade: Reported, outcome: HandshakeEvent['outcome'], status: number | null): void {
-  upgrade.reported = true
   if (!channel.hasSubscribers) return
   channel.publish({ outcome, route: upgrade.route, url: upgrade.url, status, duration: performance.now() - upgrade.started } satisfies HandshakeEvent)
 }

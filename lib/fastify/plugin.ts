@@ -108,7 +108,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     throw new FST_WS_GATE_INVALID_OPTION('websocket', 'options.noServer is not supported: upgrades reach ws through the gate (use options.server for another server)')
   }
   // Handshakes whose handler is running: shutdown answers them.
-  const pending = new HandshakeRegistry()
+  const registry = new HandshakeRegistry()
   // Upgrades between the checks and their outcome (in hooks, in the handler,
   // or being upgraded): what maxPendingHandshakes bounds. Each leaves the
   // count once, in finish().
@@ -152,7 +152,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   fastify.close = function (this: FastifyInstance, ...args: unknown[]) {
     if (!closing) {
       closing = true
-      pending.shutdown()
+      registry.shutdown()
     }
     return (close as (...args: unknown[]) => unknown).apply(this, args)
   } as typeof fastify.close
@@ -289,11 +289,9 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   // leaves the count, is published, and (when the gate or ws answered, not
   // Fastify's reply, which logs its own) is logged as Fastify logs a request.
   function finish (upgrade: Upgrade, outcome: HandshakeEvent['outcome'], status: number | null, logged: number | null): void {
-    if (upgrade.reported) return
-    if (upgrade.counted) {
-      upgrade.counted = false
-      inflight--
-    }
+    if (upgrade.finished) return
+    upgrade.finished = true
+    inflight--
     publish(upgrade, outcome, status)
     const { request, reply } = upgrade
     if (logged === null || request === undefined || reply === undefined) return
@@ -416,7 +414,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       }
       return
     }
-    const settings: HandshakeSettings = { timeout: routeTimeout ?? handshakeTimeout, limits, registry: pending }
+    const settings: HandshakeSettings = { timeout: routeTimeout ?? handshakeTimeout, limits, registry }
     const via = routeRejectVia ?? rejectVia
     // The route's URL pattern, for events: read from Fastify once, as every
     // other event reads it (request.routeOptions builds a new object on every read).

@@ -21,11 +21,10 @@ export interface Gate {
 }
 
 export class Upgrade implements Reported, HandshakeOwner {
-  /** Whether the upgrade counts against maxPendingHandshakes. */
-  counted = true
+  /** Whether the outcome is known (then it no longer counts against maxPendingHandshakes). */
+  finished = false
   route: string | null = null
   readonly started = started()
-  reported = false
   /** What the next answer on the wire means (set by whoever answers); a 101 otherwise means accepted. */
   expected: HandshakeEvent['outcome'] | undefined = undefined
   /** A close-frame refusal's reject() status: the outcome's status when its 101 goes out. */

@@ -14,6 +14,13 @@ import type { Refusal } from '../core/refusal.js'
 import { guard, writeDenial } from './response.js'
 import type { HandOver } from './websocket.js'
 
+// The bits of an upgrade's state: ws may complete it; its answer has gone
+// out, or the client has left, or another party answers; a 'close' listener
+// of ours watches the socket.
+const ADMITTED = 1
+const ANSWERED = 2
+const HELD = 4
+
 // A client must wait for the 101 before it sends frames (RFC 6455 §4.1); what
 // it sends early is kept for the WebSocket, up to this much.
 const MAX_EARLY_BYTES = 64 * 1024
@@ -45,9 +52,8 @@ export class Http1Upgrade {
   /** What the 101 carries, once the upgrade is admitted (see admit()). */
   protocol: string | undefined = undefined
   headers: HeaderPairs | undefined = undefined
-  #admitted = false
-  #answered = false
-  #held = false
+  // What has happened to it, as bits (one field rather than three).
+  #state = 0
   #watching: Watching | undefined = undefined
   readonly #limits: DenialLimits
   readonly #reporter: Reporter
@@ -63,7 +69,7 @@ export class Http1Upgrade {
 
   /** Whether the upgrade may be completed (see admit()). */
   get admitted (): boolean {
-    return this.#admitted
+    return (this.#state & ADMITTED) !== 0
   }
 
   /**
@@ -71,7 +77,7 @@ export class Http1Upgrade {
    * own (ws's choice of subprotocol, `headers` undefined), or an accept.
    */
   admit (protocol: string | undefined, headers: HeaderPairs | undefined): void {
-    this.#admitted = true
+    this.#state |= ADMITTED
     this.protocol = protocol
     this.headers = headers
   }
@@ -83,8 +89,8 @@ export class Http1Upgrade {
    * their sockets get no listener of ours (docs/benchmarks.md).
    */
   hold (): void {
-    if (this.#answered || this.#held) return
-    this.#held = true
+    if ((this.#state & (ANSWERED | HELD)) !== 0) return
+    this.#state |= HELD
     this.socket.once('close', () => { this.#done(null) })
   }
 
@@ -156,7 +162,7 @@ export class Http1Upgrade {
    * answers, it must be out within the denial timeout.
    */
   replied (): void {
-    this.#answered = true
+    this.#state |= ANSWERED
     guard(this.socket, this.#limits.timeout)
   }
 
@@ -189,8 +195,8 @@ export class Http1Upgrade {
   }
 
   #done (status: number | null): void {
-    if (this.#answered) return
-    this.#answered = true
+    if ((this.#state & ANSWERED) !== 0) return
+    this.#state |= ANSWERED
     this.#reporter.sent(status)
   }
 }

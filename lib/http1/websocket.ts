@@ -109,19 +109,20 @@ export class HandOver {
       this.#finish(upgrade, log, extensions, chosen, headers, done)
       return
     }
-    // Nobody else listens for the socket's errors while the app's verifyClient decides.
-    upgrade.socket.on('error', destroySocket)
     const info = { origin: req.headers.origin, secure: isSecure(req), req }
-    if (verify.length === 2) {
-      verify(info, (verified, code, message, refusal) => {
-        if (verified) this.#finish(upgrade, log, extensions, chosen, headers, done)
-        else refuse(upgrade, log, code, message, refusal)
-      })
-    } else if (verify(info) as unknown as boolean) {
-      this.#finish(upgrade, log, extensions, chosen, headers, done)
-    } else {
-      refuse(upgrade, log)
+    if (verify.length !== 2) {
+      if (verify(info) as unknown as boolean) this.#finish(upgrade, log, extensions, chosen, headers, done)
+      else refuse(upgrade, log)
+      return
     }
+    // Nobody else listens for the socket's errors while the app's verifyClient decides.
+    const { socket } = upgrade
+    socket.on('error', destroySocket)
+    verify(info, (verified, code, message, refusal) => {
+      socket.removeListener('error', destroySocket)
+      if (verified) this.#finish(upgrade, log, extensions, chosen, headers, done)
+      else refuse(upgrade, log, code, message, refusal)
+    })
   }
 
   #finish (upgrade: Http1Upgrade, log: HandshakeLogger, extensions: object, chosen: string | undefined, headers: HeaderPairs | undefined, done: Completed): void {
@@ -130,11 +131,10 @@ export class HandOver {
       upgrade.deny(errorDenial(new FST_WS_GATE_SHUTTING_DOWN(), RETRY_LATER), log)
       return
     }
-    const { req, socket } = upgrade
-    socket.removeListener('error', destroySocket)
+    const { req } = upgrade
     this.#headers = headers ?? NO_HEADERS
     try {
-      this.#wss.completeUpgrade(extensions, req.headers['sec-websocket-key'] as string, chosen === undefined ? NO_PROTOCOLS : new Set([chosen]), req, socket, upgrade.head, done)
+      this.#wss.completeUpgrade(extensions, req.headers['sec-websocket-key'] as string, chosen === undefined ? NO_PROTOCOLS : new Set([chosen]), req, upgrade.socket, upgrade.head, done)
     } finally {
       this.#headers = NO_HEADERS
     }
