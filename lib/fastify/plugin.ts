@@ -321,19 +321,24 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     upgrade.wire.accept(gate.handOver, upgrade.log, done)
   } as WebSocketServer['handleUpgrade']
 
-  // Every route the gate saw is marked; an upgrade routed to one it never saw
-  // (declared before the gate was registered) is refused before any of the
+  // Every route the gate saw is marked; when routes were declared before the
+  // gate, an upgrade routed to one of them is refused before any of the
   // route's own hooks or its handler run. A root hook, which Fastify gives to
-  // every context, even those made before it.
-  fastify.addHook('onRequest', (request, reply, done) => {
-    const upgrade = upgradeOf(request.raw)
-    if (upgrade !== undefined && !request.is404 && request.routeOptions.config[kGated as never] !== true) {
-      const where = `${request.method} ${request.routeOptions.url as string}`
-      request.log.error({ err: new FST_WS_GATE_UNGATED_ROUTE(`route ${where}`) }, 'upgrade refused: its route was declared before fastify-ws-gate was registered')
-      deny(request, reply, INTERNAL_ERROR)
-    }
-    done()
-  })
+  // every context, even those made before it; only then, as it costs every
+  // request. (A route added later through a context made before the gate,
+  // kept past its plugin, is seen by neither the gate nor @fastify/websocket:
+  // ws never gets its upgrades, which gateHandleUpgrade() refuses.)
+  if (earlier !== '(empty tree)') {
+    fastify.addHook('onRequest', function refuseUngatedUpgrades (request, reply, done) {
+      const upgrade = upgradeOf(request.raw)
+      if (upgrade !== undefined && !request.is404 && request.routeOptions.config[kGated as never] !== true) {
+        const where = `${request.method} ${request.routeOptions.url as string}`
+        request.log.error({ err: new FST_WS_GATE_UNGATED_ROUTE(`route ${where}`) }, 'upgrade refused: its route was declared before fastify-ws-gate was registered')
+        deny(request, reply, INTERNAL_ERROR)
+      }
+      done()
+    })
+  }
 
   // Replies sent through Fastify to an upgrade request (an auth hook's 401, the
   // error handler's 500, the 404 handler) end the connection: say so. And they

@@ -116,3 +116,38 @@ t.test('no warning when the gate comes before every route', async (t) => {
   await listen(t, app)
   t.strictSame(startupWarning(logs), [])
 })
+
+t.test('the gate adds its onRequest hook only when routes were declared before it (it costs every request)', async (t) => {
+  const hooked = (app: FastifyInstance): boolean => app.printRoutes({ includeHooks: true }).includes('refuseUngatedUpgrades()')
+  const first = Fastify()
+  await first.register(fastifyWsGate)
+  const seen = { handshakes: 0, handlers: 0, hooks: 0 }
+  guardedRoute(first, seen)
+  const port = await listen(t, first)
+  t.equal(hooked(first), false)
+  t.equal(denied(await connectWs(port, '/ws')).statusCode, 401, 'the gate still decides')
+  t.strictSame(seen, { handshakes: 1, handlers: 0, hooks: 1 })
+  const late = Fastify()
+  late.get('/health', async () => 'ok')
+  await late.register(fastifyWsGate)
+  await late.ready()
+  t.teardown(() => late.close())
+  t.equal(hooked(late), true)
+})
+
+t.test('a route added after the gate through a context made before it (kept past its plugin): never upgraded', async (t) => {
+  const { app } = logged()
+  let api: FastifyInstance | undefined
+  app.register(async (instance) => { api = instance }, { prefix: '/api' })
+  await app.register(fastifyWsGate)
+  const seen = { handshakes: 0, handlers: 0, hooks: 0 }
+  // Seen by neither the gate nor @fastify/websocket (neither hook reaches
+  // that context): Fastify runs its handler as an HTTP handler, which fails.
+  guardedRoute(api as FastifyInstance, seen)
+  const port = await listen(t, app)
+  const outcome = denied(await connectWs(port, '/api/ws'))
+  t.equal(outcome.statusCode, 500)
+  t.equal(outcome.headers.connection, 'close')
+  t.equal(seen.handshakes, 0, 'its handshake never ran')
+  t.equal(app.websocketServer.clients.size, 0, 'no WebSocket opened')
+})
