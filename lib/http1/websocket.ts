@@ -8,17 +8,15 @@
 // offered and the extra headers for its one synchronous 'headers' event.
 // completeUpgrade() and PerMessageDeflate are ws internals: package.json pins
 // ws's minor version, and the suite runs through them.
-import type { IncomingMessage } from 'node:http'
+import { STATUS_CODES, type IncomingMessage } from 'node:http'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
-import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { WebSocket, WebSocketServer } from 'ws'
 import { FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_SHUTTING_DOWN } from '../errors.js'
-import { errorDenial } from '../core/denial.js'
+import { errorDenial, type Denial } from '../core/denial.js'
 import type { HandshakeLogger } from '../core/handshake.js'
 import { checkStatus, RETRY_LATER, toHeaderPairs, type HeaderPairs, type HeadersInput } from '../core/headers.js'
-import type { Http1Upgrade } from './upgrade.js'
 
 type Verified = (verified: boolean, code?: number, message?: string, headers?: HeadersInput) => void
 type VerifyClient = (info: { origin: string | undefined, secure: boolean, req: IncomingMessage }, done?: Verified) => boolean | undefined
@@ -43,6 +41,15 @@ const PerMessageDeflate = requireWs(join(dirname(requireWs.resolve('ws')), 'lib'
 }
 const { parse: parseExtensions } = requireWs(join(dirname(requireWs.resolve('ws')), 'lib', 'extension.js')) as {
   parse: (header: string) => Record<string, unknown>
+}
+
+/** What the hand-over needs of an upgrade (an Upgrading): its request and socket, and a way to deny it. */
+export interface Upgrading {
+  readonly req: IncomingMessage
+  readonly socket: Duplex
+  readonly head: Buffer
+  readonly offered: readonly string[]
+  deny (denial: Denial, log: HandshakeLogger): void
 }
 
 const NO_HEADERS: HeaderPairs = []
@@ -80,7 +87,7 @@ export class HandOver {
    * handleProtocols, or ws's first-offered rule, chooses). Whatever ws's
    * options refuse is denied through `upgrade`.
    */
-  complete (upgrade: Http1Upgrade, log: HandshakeLogger, protocol: string | undefined, headers: HeaderPairs | undefined, done: Completed): void {
+  complete (upgrade: Upgrading, log: HandshakeLogger, protocol: string | undefined, headers: HeaderPairs | undefined, done: Completed): void {
     const { req } = upgrade
     const wss = this.#wss
     // ws's `path` option: it would answer any other path 400 itself.
@@ -125,7 +132,7 @@ export class HandOver {
     })
   }
 
-  #finish (upgrade: Http1Upgrade, log: HandshakeLogger, extensions: object, chosen: string | undefined, headers: HeaderPairs | undefined, done: Completed): void {
+  #finish (upgrade: Upgrading, log: HandshakeLogger, extensions: object, chosen: string | undefined, headers: HeaderPairs | undefined, done: Completed): void {
     // Verified after shutdown began: no 101 now.
     if (this.#closing()) {
       upgrade.deny(errorDenial(new FST_WS_GATE_SHUTTING_DOWN(), RETRY_LATER), log)
@@ -141,7 +148,7 @@ export class HandOver {
   }
 
   // A route without a decision of its own: the app's handleProtocols, or the first offered.
-  #choose (upgrade: Http1Upgrade): string | undefined {
+  #choose (upgrade: Upgrading): string | undefined {
     const { offered } = upgrade
     if (offered.length === 0) return undefined
     if (this.#chooseProtocol === undefined) return offered[0]
@@ -153,7 +160,7 @@ export class HandOver {
 // verifyClient's refusal, as ws would have written it (its status, default
 // 401; its message, default the status's phrase, as text/html; its headers),
 // but through the gate's writer, which checks what goes on the wire.
-function refuse (upgrade: Http1Upgrade, log: HandshakeLogger, code?: number, message?: string, headers?: HeadersInput): void {
+function refuse (upgrade: Upgrading, log: HandshakeLogger, code?: number, message?: string, headers?: HeadersInput): void {
   let status: number
   let pairs: HeaderPairs
   try {
