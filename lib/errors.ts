@@ -11,7 +11,7 @@ export const FST_WS_GATE_REGISTRATION = createError(
 export const FST_WS_GATE_INVALID_ROUTE_OPTION = createError(
   'FST_WS_GATE_INVALID_ROUTE_OPTION', 'Invalid option %s on route %s: %s', 500, TypeError)
 export const FST_WS_GATE_HTTP2_NOT_SUPPORTED = createError(
-  'FST_WS_GATE_HTTP2_NOT_SUPPORTED', 'fastify-ws-gate does not serve WebSockets over HTTP/2 yet: create the app without http2: true (an HTTP/2 server never emits the upgrades it gates)', 500)
+  'FST_WS_GATE_HTTP2_NOT_SUPPORTED', '@fastify/websocket was registered before fastify-ws-gate on an HTTP/2 server: its routes could not be served over HTTP/2. Register it through fastify-ws-gate\'s `websocket` option, or pass `http2: false` to fastify-ws-gate', 500)
 // Logged (at warn) when the gate is registered after routes it therefore
 // never saw: upgrades to them get FST_WS_GATE_UNGATED_ROUTE.
 export const FST_WS_GATE_REGISTERED_AFTER_ROUTES = createError(

@@ -190,3 +190,9 @@ export function parseProtocols (value: string | undefined): string[] | null {
   }
   return protocols
 }
+
+/** Why a request cannot be a WebSocket handshake (a wire's checks): the error, with its status, and headers for the answer. */
+export interface RequestProblem {
+  error: Error & { statusCode: number, code: string }
+  headers: HeaderPairs
+}

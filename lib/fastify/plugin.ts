@@ -14,8 +14,17 @@
 // @fastify/websocket send a 101 and hang up. ws is handed an upgrade only
 // through the gate's own handleUpgrade(), which refuses any the gate did not
 // admit.
+//
+// Over HTTP/2 (RFC 8441) a WebSocket handshake is an extended CONNECT, which
+// Node's compatibility layer emits as 'connect'(req, res). The gate listens
+// for it, runs the HTTP/2 checks, and routes the request through Fastify
+// itself, as a GET to the same route, with an Http2Upgrade owning the
+// stream; an accepted handshake's stream goes to ws through the same
+// hand-over, and the route's WebSocket handler runs as @fastify/websocket
+// would run it.
 import { EventEmitter } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Http2SecureServer, Http2Server, Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 import type { Duplex } from 'node:stream'
 import fastifyWebsocket from '@fastify/websocket'
 import type {
@@ -32,14 +41,17 @@ import {
 import { errorDenial } from '../core/denial.js'
 import { publish, publishEarly, type HandshakeEvent } from '../core/diagnostics.js'
 import { Handshake, HandshakeRegistry, type HandshakeSettings } from '../core/handshake.js'
-import { errorBody, isStatusMessage, JSON_TYPE, RETRY_LATER, type HeaderPairs } from '../core/headers.js'
+import { errorBody, isStatusMessage, JSON_TYPE, RETRY_LATER, type HeaderPairs, type RequestProblem } from '../core/headers.js'
 import { checkTimeout, originsOption, settings } from '../core/options.js'
 import type { OriginCheck } from '../core/origin.js'
 import { checkRejectVia, closesWithFrame } from '../core/refusal.js'
 import { asksUpgrade, checkUpgrade, isWebSocketUpgrade } from '../http1/checks.js'
 import { writeDenial } from '../http1/response.js'
 import { Http1Upgrade } from '../http1/upgrade.js'
-import { HandOver } from '../http1/websocket.js'
+import { checkConnect } from '../http2/checks.js'
+import { writeDenial as writeStreamDenial } from '../http2/response.js'
+import { Http2Upgrade } from '../http2/upgrade.js'
+import { HandOver } from '../ws/handover.js'
 import { injectUpgrade, type InjectHandshakeOptions } from '../testing/inject.js'
 import { kDrivesEngine } from './driver.js'
 import type { FastifyWsGateOptions, HandshakeHandler } from './types.js'
@@ -53,11 +65,17 @@ const kUpgrade = Symbol('fastify-ws-gate.upgrade')
 const kGated = Symbol('fastify-ws-gate.gated')
 // Set on the server once the gate is installed on it.
 const kInstalled = Symbol('fastify-ws-gate.installed')
+// On a WebSocket route's options, before @fastify/websocket replaces its
+// handler: the route's WebSocket handler, which the gate runs itself for a
+// handshake over HTTP/2.
+const kWsHandler = Symbol('fastify-ws-gate.wsHandler')
 // How long app.close() waits for a client to answer close code 1001.
 const CLOSE_GRACE = 2000
 
 type RequestListener = (req: IncomingMessage, res: ServerResponse) => void
 type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void
+type WebSocketHandler = (this: FastifyInstance, socket: WebSocket, request: FastifyRequest) => unknown
+type ErrorHandler = (this: FastifyInstance, error: Error, socket: WebSocket, request: FastifyRequest, reply: FastifyReply) => void
 
 interface GateRequest extends IncomingMessage {
   [kUpgrade]?: Upgrade | undefined
@@ -98,7 +116,10 @@ class Relay extends EventEmitter {
 
 const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyWsGate (fastify, options) {
   const { handshakeTimeout, maxPendingHandshakes, limits, origins, rejectVia } = settings(options)
-  const { websocket } = options
+  const { websocket, http2: http2Option } = options
+  if (http2Option !== undefined && typeof http2Option !== 'boolean') {
+    throw new FST_WS_GATE_INVALID_OPTION('http2', 'must be a boolean')
+  }
   if (websocket !== undefined && (typeof websocket !== 'object' || websocket === null)) {
     throw new FST_WS_GATE_INVALID_OPTION('websocket', 'must be the options object of @fastify/websocket')
   }
@@ -121,7 +142,10 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     throw new FST_WS_GATE_REGISTRATION('it was registered in a child context (routes in every context are gated from the root)')
   }
   if (server[kInstalled] === true) throw new FST_WS_GATE_REGISTRATION('it is already registered on this server')
-  if (fastify.initialConfig.http2 === true) throw new FST_WS_GATE_HTTP2_NOT_SUPPORTED()
+  // WebSockets over HTTP/2, on by default on an HTTP/2 server whose upgrades
+  // the gate receives (not with ws's `server` option, below).
+  let http2 = fastify.initialConfig.http2 === true && http2Option !== false
+  if (http2 && fastify.hasDecorator('websocketServer')) throw new FST_WS_GATE_HTTP2_NOT_SUPPORTED()
   server[kInstalled] = true
   const requireHost = server.requireHostHeader !== false
   // Routes declared before the gate never had their options read: their
@@ -178,7 +202,18 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     }
   } else {
     const { server: external, ...wsOptions } = websocket?.options ?? {}
-    if (external !== undefined && external !== null) entry = external as EventEmitter
+    if (external !== undefined && external !== null) {
+      entry = external as EventEmitter
+      http2 = false
+    }
+    // Before @fastify/websocket's own onRoute hook, which replaces the
+    // handler of a WebSocket route with its wrapper.
+    if (http2) {
+      fastify.addHook('onRoute', (route) => {
+        const handler = route.websocket === true ? route.handler : route.wsHandler
+        if (typeof handler === 'function') (route as unknown as Record<symbol, unknown>)[kWsHandler] = handler
+      })
+    }
     await fastify.register(fastifyWebsocket, {
       preClose: closeConnections,
       ...websocket,
@@ -224,7 +259,15 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   const wss = fastify.websocketServer
   const logCompleted = completedLogger(fastify)
   const gate: Gate = { finish, handOver: new HandOver(wss, () => closing) }
+  const errorHandler = (websocket?.errorHandler ?? defaultErrorHandler) as unknown as ErrorHandler
   entry.on('upgrade', onUpgrade)
+  // The setting goes in every new session's first SETTINGS frame: a client
+  // decides from that frame whether it may send an extended CONNECT.
+  const h2server = server as unknown as (Http2Server | Http2SecureServer) & { timeout: number }
+  if (http2) {
+    h2server.updateSettings({ enableConnectProtocol: true })
+    h2server.on('connect', onConnect)
+  }
   // `Upgrade: websocket` without `Connection: upgrade` is not an upgrade to
   // Node, which sends it down the ordinary request path. It is a malformed
   // WebSocket handshake, answered here before Fastify sees it.
@@ -233,6 +276,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   server.on('request', onRequest)
   fastify.addHook('onClose', (_instance, done) => {
     entry.removeListener('upgrade', onUpgrade)
+    h2server.removeListener('connect', onConnect)
     server.removeListener('request', onRequest)
     for (const handler of handlers) server.on('request', handler)
     delete server[kInstalled]
@@ -279,10 +323,64 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     if (upgrade.route === null) upgrade.wire.hold()
   }
 
+  // An extended CONNECT (RFC 8441): a WebSocket handshake on one stream of an
+  // HTTP/2 session. The same checks, answers and routing as an upgrade; the
+  // request is routed as the GET of the route it names.
+  function onConnect (req: Http2ServerRequest, res: Http2ServerResponse): void {
+    const { headers } = req
+    // A plain CONNECT (a tunnel) is Fastify's to answer, like any method.
+    if (headers[':protocol'] === undefined) {
+      fastify.routing(req as never, res as never)
+      return
+    }
+    const stream = req.stream
+    const checked = checkConnect(headers, requireHost)
+    let early: RequestProblem | undefined
+    if (!Array.isArray(checked)) {
+      fastify.log.debug({ statusCode: checked.error.statusCode, reason: checked.error.message }, 'malformed WebSocket handshake over HTTP/2')
+      early = checked
+    } else if (closing) {
+      early = { error: new FST_WS_GATE_SHUTTING_DOWN(), headers: RETRY_LATER }
+    } else if (inflight >= maxPendingHandshakes) {
+      shed++
+      fastify.log.debug({ statusCode: 503, pending: inflight }, 'upgrade shed: too many pending handshakes')
+      early = { error: new FST_WS_GATE_OVERLOADED(maxPendingHandshakes), headers: RETRY_LATER }
+    }
+    if (early !== undefined) {
+      publishEarly(req.url, early.error.code === 'FST_WS_GATE_OVERLOADED' ? 'shed' : 'rejected', early.error.statusCode)
+      writeStreamDenial(stream, errorDenial(early.error, early.headers), fastify.log, limits)
+      return
+    }
+    const upgrade = new Upgrade(req.url, gate)
+    const wire = upgrade.wire = new Http2Upgrade(req as unknown as IncomingMessage, stream, checked as string[], limits, upgrade, h2server.timeout)
+    ;(req as unknown as GateRequest)[kUpgrade] = upgrade
+    inflight++
+    ;(req as { method: string }).method = 'GET'
+    fastify.routing(req as never, res as never)
+    if (upgrade.route === null) wire.hold()
+  }
+
   // An upgrade answered before it has state of its own (malformed, shed, arriving during shutdown).
   function refuseEarly (req: IncomingMessage, socket: Duplex, outcome: HandshakeEvent['outcome'], err: { statusCode: number, code: string, message: string }, extra: HeaderPairs): void {
     publishEarly(req.url as string, outcome, err.statusCode)
     writeDenial(socket, errorDenial(err, extra), fastify.log, limits)
+  }
+
+  // What @fastify/websocket does once ws has a connection for a route: the
+  // server's 'connection' event, then the route's WebSocket handler, its
+  // errors (and the socket's) through @fastify/websocket's errorHandler. Here
+  // for an HTTP/2 stream, which never passes through @fastify/websocket.
+  function connected (instance: FastifyInstance, handler: WebSocketHandler, ws: WebSocket, request: FastifyRequest, reply: FastifyReply): void {
+    wss.emit('connection', ws, request.raw)
+    ws.on('error', (error) => { errorHandler.call(instance, error, ws, request, reply) })
+    let result: unknown
+    try {
+      result = handler.call(instance, ws, request)
+    } catch (err) {
+      errorHandler.call(instance, err as Error, ws, request, reply)
+      return
+    }
+    if (result instanceof Promise) result.catch((err: Error) => { errorHandler.call(instance, err, ws, request, reply) })
   }
 
   // Every outcome of an upgrade that passed the checks comes here, once: it
@@ -351,7 +449,8 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       return
     }
     upgrade.wire.replied()
-    reply.header('connection', 'close')
+    // Over HTTP/2 the stream ends, and the session lives on.
+    if (upgrade.wire instanceof Http1Upgrade) reply.header('connection', 'close')
     const { statusMessage } = reply.raw
     if (statusMessage !== undefined && !isStatusMessage(statusMessage)) {
       request.log.error({ err: new FST_WS_GATE_INVALID_REPLY(`status message ${JSON.stringify(statusMessage)}`) }, 'invalid reply to an upgrade request')
@@ -425,9 +524,20 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     // other event reads it (request.routeOptions builds a new object on every read).
     let pattern: string | undefined
     const drivesEngine = handshake !== undefined && kDrivesEngine in handshake
+    // Over HTTP/2, an admitted handshake's stream goes to ws here, and the
+    // route's WebSocket handler runs, as @fastify/websocket's handler (next)
+    // does for an upgrade.
+    const wsHandler = (route as unknown as Record<symbol, WebSocketHandler | undefined>)[kWsHandler]
+    const overHttp2 = function openStream (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): void {
+      reply.hijack()
+      const upgrade = upgradeOf(request.raw) as Upgrade
+      ;(request.raw as GateRequest)[kUpgrade] = undefined
+      upgrade.wire.accept(gate.handOver, upgrade.log, (ws) => { connected(this, wsHandler as WebSocketHandler, ws, request, reply) })
+    }
     route.handler = function gated (this: FastifyInstance, request, reply) {
       const upgrade = upgradeOf(request.raw)
       if (upgrade === undefined) return next.call(this, request, reply)
+      const proceed = upgrade.wire instanceof Http2Upgrade ? overHttp2 : next
       // Upgrades still in hooks when close() began are answered like pending ones.
       if (closing) {
         deny(request, reply, new FST_WS_GATE_SHUTTING_DOWN(), RETRY_LATER)
@@ -441,9 +551,9 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       upgrade.routed(request, reply)
       if (handshake === undefined) {
         upgrade.wire.admit(undefined, undefined)
-        return next.call(this, request, reply)
+        return proceed.call(this, request, reply)
       }
-      upgrade.handle(this, next)
+      upgrade.handle(this, proceed)
       const engine = new Handshake(upgrade.wire.offered, upgrade, settings, closesWithFrame(via, request.headers))
       if (drivesEngine) (handshake as unknown as (request: FastifyRequest, handshake: Handshake) => void).call(this, request, engine)
       else runHandshake(this, handshake, engine, request)
@@ -452,6 +562,12 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
 }
 
 const INTERNAL_ERROR = { statusCode: 500, message: 'Internal Server Error' }
+
+// @fastify/websocket's, for a connection it did not see (one over HTTP/2).
+function defaultErrorHandler (error: Error, socket: WebSocket, request: FastifyRequest): void {
+  request.log.error(error)
+  socket.terminate()
+}
 
 // Logs a request the gate answered as Fastify logs one it answered itself.
 // Fastify 5.10 and later have a LogController (kept under a symbol of their

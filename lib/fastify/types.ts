@@ -47,6 +47,15 @@ export interface FastifyWsGateOptions {
   denialMaxBodySize?: number
   /** Milliseconds a denial may take to go out (stream and flush); then the socket is destroyed. 0 for no limit. @default 10000 */
   denialTimeout?: number
+  /**
+   * WebSockets over HTTP/2 (RFC 8441) on an app created with `http2: true`:
+   * the server advertises SETTINGS_ENABLE_CONNECT_PROTOCOL and answers
+   * extended CONNECT requests on every WebSocket route. false: not
+   * advertised, and browsers open WebSockets over HTTP/1.1 (which needs
+   * `https.allowHTTP1`). See docs/http2.md.
+   * @default true
+   */
+  http2?: boolean
   /** Options for @fastify/websocket, which fastify-ws-gate registers. */
   websocket?: WebsocketPluginOptions
 }

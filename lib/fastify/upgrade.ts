@@ -11,7 +11,8 @@ import type { Handshake, HandshakeOwner, HandshakeState } from '../core/handshak
 import type { HeaderPairs } from '../core/headers.js'
 import type { Refusal } from '../core/refusal.js'
 import type { Http1Upgrade } from '../http1/upgrade.js'
-import type { HandOver } from '../http1/websocket.js'
+import type { Http2Upgrade } from '../http2/upgrade.js'
+import type { HandOver } from '../ws/handover.js'
 
 /** What every Upgrade needs of the plugin. */
 export interface Gate {
@@ -32,7 +33,8 @@ export class Upgrade implements Reported, HandshakeOwner {
   /** Set once routed: for the log line, and the handshake's face. */
   request: FastifyRequest | undefined = undefined
   reply: FastifyReply | undefined = undefined
-  wire!: Http1Upgrade
+  /** The wire that owns the upgrade's socket (HTTP/1.1) or stream (HTTP/2). */
+  wire!: Http1Upgrade | Http2Upgrade
   readonly url: string
   readonly #gate: Gate
   // Set by handle(), before the handshake uses this owner.
@@ -45,12 +47,12 @@ export class Upgrade implements Reported, HandshakeOwner {
   }
 
   /** What went on the wire (see Http1Upgrade's report). */
-  sent (status: number | null): void {
+  sent (status: number | null, upgraded: boolean): void {
     let outcome: HandshakeEvent['outcome']
     if (status === null) outcome = 'aborted'
-    else if (status !== 101) outcome = this.expected === undefined || this.expected === 'accepted' ? 'rejected' : this.expected
+    else if (!upgraded) outcome = this.expected === undefined || this.expected === 'accepted' ? 'rejected' : this.expected
     else outcome = this.expected ?? 'accepted'
-    this.#gate.finish(this, outcome, status === 101 && this.refusal !== undefined ? this.refusal : status, status)
+    this.#gate.finish(this, outcome, upgraded && this.refusal !== undefined ? this.refusal : status, status)
   }
 
   /** The route's request, for answers and the log line. */

@@ -7,7 +7,7 @@ import {
   FST_WS_GATE_METHOD_NOT_ALLOWED,
   FST_WS_GATE_UNSUPPORTED_VERSION
 } from '../errors.js'
-import { parseProtocols, trimOWS, type HeaderPairs } from '../core/headers.js'
+import { parseProtocols, trimOWS, type RequestProblem } from '../core/headers.js'
 
 export interface UpgradeRequest {
   method?: string
@@ -15,11 +15,6 @@ export interface UpgradeRequest {
   headers: IncomingHttpHeaders
   /** As Node gives them; absent on the request objects @fastify/websocket's injectWS() makes. */
   rawHeaders?: string[]
-}
-
-export interface UpgradeProblem {
-  error: Error & { statusCode: number, code: string }
-  headers: HeaderPairs
 }
 
 // RFC 6455 §4.1: the key is 16 random bytes, base64-encoded: 22 characters
@@ -49,7 +44,7 @@ const CHECKED = ['host', 'upgrade', 'sec-websocket-key', 'sec-websocket-version'
  * handshake. `requireHost`: a request without Host is refused, as Node's
  * `requireHostHeader` does for other requests (a duplicated Host always is).
  */
-export function checkUpgrade (req: UpgradeRequest, requireHost: boolean): string[] | UpgradeProblem {
+export function checkUpgrade (req: UpgradeRequest, requireHost: boolean): string[] | RequestProblem {
   if (req.method !== 'GET') {
     return { error: new FST_WS_GATE_METHOD_NOT_ALLOWED(req.method), headers: [['Allow', 'GET']] }
   }
@@ -105,7 +100,7 @@ export function isWebSocketUpgrade (upgrade: string | undefined): boolean {
   return upgrade !== undefined && (upgrade === 'websocket' || trimOWS(upgrade).toLowerCase() === 'websocket')
 }
 
-function bad (message: string): UpgradeProblem {
+function bad (message: string): RequestProblem {
   return { error: new FST_WS_GATE_BAD_REQUEST(message), headers: [] }
 }
 

@@ -6,9 +6,10 @@
 import { STATUS_CODES } from 'node:http'
 import { Readable, type Duplex } from 'node:stream'
 import { FST_WS_GATE_BODY_STREAM_ERROR } from '../errors.js'
-import { describe, type Denial } from '../core/denial.js'
+import type { Denial } from '../core/denial.js'
 import type { HandshakeLogger } from '../core/handshake.js'
 import { allowsBody, hasHeader, type DenialLimits, type HeaderPairs } from '../core/headers.js'
+import { pump } from '../body.js'
 
 // RFC 9110 §6.6.1: an origin server with a clock sends Date on 2xx-4xx. The
 // string changes once a second, so it is built once a second.
@@ -111,7 +112,7 @@ function streamDenial (
   socket.resume()
   const chunked = length === undefined
   socket.write(latin1(responseHead(status, headers, chunked ? 'Transfer-Encoding: chunked\r\n' : null)))
-  pump(socket, body, length, maxBodySize).then(() => {
+  pump(socket, body, length, maxBodySize, chunked).then(() => {
     socket.removeListener('end', onClose)
     socket.removeListener('close', onClose)
     closeAfter(socket, chunked ? LAST_CHUNK : undefined)
@@ -128,41 +129,4 @@ function streamDenial (
   })
 }
 
-const CRLF = Buffer.from('\r\n')
 const LAST_CHUNK = Buffer.from('0\r\n\r\n')
-
-// When the client leaves, onClose destroys the body, which ends this loop
-// with an error; so the loop itself never needs to look at the socket.
-async function pump (socket: Duplex, body: Readable, length: number | undefined, maxBodySize: number): Promise<void> {
-  let sent = 0
-  for await (const chunk of body) {
-    const bytes: unknown = typeof chunk === 'string' ? Buffer.from(chunk) : chunk
-    if (!(bytes instanceof Uint8Array)) throw new TypeError(`a stream chunk must be a string or bytes, got ${describe(bytes)}`)
-    if (bytes.length === 0) continue
-    sent += bytes.length
-    if (sent > maxBodySize) throw new RangeError(`the body is longer than the ${maxBodySize} bytes the denial body limit allows`)
-    let flushed: boolean
-    if (length === undefined) {
-      socket.write(latin1(`${bytes.length.toString(16)}\r\n`))
-      socket.write(bytes)
-      flushed = socket.write(CRLF)
-    } else {
-      if (sent > length) throw new RangeError(`the body is longer than its Content-Length of ${length}`)
-      flushed = socket.write(bytes)
-    }
-    if (!flushed) await drained(socket)
-  }
-  if (length !== undefined && sent < length) throw new RangeError(`the body ended ${length - sent} bytes short of its Content-Length of ${length}`)
-}
-
-function drained (socket: Duplex): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      socket.removeListener('drain', done)
-      socket.removeListener('close', done)
-      resolve()
-    }
-    socket.on('drain', done)
-    socket.on('close', done)
-  })
-}

@@ -12,7 +12,7 @@ import type { HandshakeLogger } from '../core/handshake.js'
 import type { DenialLimits, HeaderPairs } from '../core/headers.js'
 import type { Refusal } from '../core/refusal.js'
 import { guard, writeDenial } from './response.js'
-import type { HandOver } from './websocket.js'
+import type { HandOver } from '../ws/handover.js'
 
 // The bits of an upgrade's state: ws may complete it; its answer has gone
 // out, or the client has left, or another party answers; a 'close' listener
@@ -27,8 +27,12 @@ const MAX_EARLY_BYTES = 64 * 1024
 
 /** Whoever an upgrade reports to (its face's record). */
 export interface Reporter {
-  /** Told once what went on the wire: the status written (101 for a completed handshake), or null when the client left first. */
-  sent (status: number | null): void
+  /**
+   * Told once what went on the wire: the status written, or null when the
+   * client left first. `upgraded`: the status completed the handshake (a
+   * 101 over HTTP/1.1, a :status 200 over HTTP/2).
+   */
+  sent (status: number | null, upgraded: boolean): void
 }
 
 type Connected = (ws: WebSocket, req: IncomingMessage) => void
@@ -197,6 +201,6 @@ export class Http1Upgrade {
   #done (status: number | null): void {
     if ((this.#state & ANSWERED) !== 0) return
     this.#state |= ANSWERED
-    this.#reporter.sent(status)
+    this.#reporter.sent(status, status === 101)
   }
 }

@@ -1,4 +1,4 @@
-// The hand-over of an HTTP/1.1 upgrade to ws, in one place. ws's own
+// The hand-over of an upgrade to ws, in one place, for both wires. ws's own
 // handleUpgrade() would check the request again, pick the subprotocol through
 // a handleProtocols callback and take extra 101 headers from a 'headers'
 // listener, which must then find out which upgrade they are for. Here the
@@ -6,8 +6,12 @@
 // permessage-deflate negotiation, verifyClient) with its own answers, then
 // calls ws's completeUpgrade() with the chosen subprotocol as the only one
 // offered and the extra headers for its one synchronous 'headers' event.
-// completeUpgrade() and PerMessageDeflate are ws internals: package.json pins
-// ws's minor version, and the suite runs through them.
+// Over HTTP/2 (RFC 8441) there is no 101 for ws to write: the wire answers
+// :status 200 on the stream, and the WebSocket is made on the stream as
+// completeUpgrade() makes it on a socket (ws's framing needs only a Duplex).
+// completeUpgrade(), setSocket(), PerMessageDeflate and the server's client
+// tracking are ws internals: package.json pins ws's minor version, and the
+// suite runs through them.
 import { STATUS_CODES, type IncomingMessage } from 'node:http'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
@@ -26,10 +30,20 @@ export type Completed = (ws: WebSocket, req: IncomingMessage) => void
 
 interface Internals {
   completeUpgrade (extensions: object, key: string, protocols: ReadonlySet<string>, req: IncomingMessage, socket: Duplex, head: Buffer, done: (ws: WebSocket, req: IncomingMessage) => void): void
+  _shouldEmitClose: boolean
+  _state: number
+}
+
+// What completeUpgrade() sets on a WebSocket it makes, and calls.
+interface WebSocketInternals {
+  _protocol: string
+  _extensions: object
+  setSocket (socket: Duplex, head: Buffer, options: object): void
 }
 
 interface Extension {
   accept (offers: unknown): unknown
+  readonly params: unknown
 }
 
 // ws's own modules, from the copy @fastify/websocket uses (its WebSocketServer
@@ -39,18 +53,30 @@ const PerMessageDeflate = requireWs(join(dirname(requireWs.resolve('ws')), 'lib'
   new (options: object): Extension
   extensionName: string
 }
-const { parse: parseExtensions } = requireWs(join(dirname(requireWs.resolve('ws')), 'lib', 'extension.js')) as {
+const { parse: parseExtensions, format: formatExtensions } = requireWs(join(dirname(requireWs.resolve('ws')), 'lib', 'extension.js')) as {
   parse: (header: string) => Record<string, unknown>
+  format: (extensions: Record<string, unknown[]>) => string
 }
+// ws's WebSocketServer states: past RUNNING, it completes no upgrade.
+const CLOSED = 2
 
 /** What the hand-over needs of an upgrade (an Upgrading): its request and socket, and a way to deny it. */
 export interface Upgrading {
   readonly req: IncomingMessage
+  /** The connection (HTTP/1.1), or the upgrade's stream (HTTP/2). */
   readonly socket: Duplex
   readonly head: Buffer
   readonly offered: readonly string[]
   deny (denial: Denial, log: HandshakeLogger): void
+  /**
+   * HTTP/2 only: sends `:status 200` with these headers on the stream; false
+   * when the stream has gone (the wire has reported it). Over HTTP/1.1, ws
+   * writes the 101.
+   */
+  respond?: (headers: HeaderPairs) => boolean
 }
+
+type Responding = Required<Pick<Upgrading, 'respond'>>
 
 const NO_HEADERS: HeaderPairs = []
 // ws only reads these: shared by every upgrade that negotiates no extension and selects no subprotocol.
@@ -139,12 +165,42 @@ export class HandOver {
       return
     }
     const { req } = upgrade
+    if (upgrade.respond !== undefined) {
+      this.#open(upgrade as Upgrading & Responding, extensions as Record<string, Extension>, chosen, headers, done)
+      return
+    }
     this.#headers = headers ?? NO_HEADERS
     try {
       this.#wss.completeUpgrade(extensions, req.headers['sec-websocket-key'] as string, chosen === undefined ? NO_PROTOCOLS : new Set([chosen]), req, upgrade.socket, upgrade.head, done)
     } finally {
       this.#headers = NO_HEADERS
     }
+  }
+
+  // Over HTTP/2: the wire's :status 200, then a WebSocket on the stream, made
+  // and tracked as completeUpgrade() does (so that shutdown's 1001 reaches it).
+  #open (upgrade: Upgrading & Responding, extensions: Record<string, Extension>, chosen: string | undefined, headers: HeaderPairs | undefined, done: Completed): void {
+    const wss = this.#wss
+    const fields: HeaderPairs = []
+    if (chosen !== undefined) fields.push(['sec-websocket-protocol', chosen])
+    const deflate = extensions[PerMessageDeflate.extensionName]
+    if (deflate !== undefined) fields.push(['sec-websocket-extensions', formatExtensions({ [PerMessageDeflate.extensionName]: [deflate.params] })])
+    if (headers !== undefined) fields.push(...headers)
+    if (!upgrade.respond(fields)) return
+    const options = wss.options as typeof wss.options & { WebSocket: new (address: null, protocols: undefined, options: object) => WebSocket }
+    const ws = new options.WebSocket(null, undefined, options) as WebSocket & WebSocketInternals
+    if (chosen !== undefined) ws._protocol = chosen
+    if (deflate !== undefined) ws._extensions = extensions
+    ws.setSocket(upgrade.socket, upgrade.head, options)
+    const { clients } = wss
+    if (clients !== undefined) {
+      clients.add(ws)
+      ws.on('close', () => {
+        clients.delete(ws)
+        if (wss._shouldEmitClose && clients.size === 0) process.nextTick(closed, wss)
+      })
+    }
+    done(ws, upgrade.req)
   }
 
   // A route without a decision of its own: the app's handleProtocols, or the first offered.
@@ -178,6 +234,12 @@ function refuse (upgrade: Upgrading, log: HandshakeLogger, code?: number, messag
 function isSecure (req: IncomingMessage): boolean {
   const socket = req.socket as (IncomingMessage['socket'] & { authorized?: boolean, encrypted?: boolean }) | undefined
   return socket?.authorized === true || socket?.encrypted === true
+}
+
+// What ws does once its last client has gone after close().
+function closed (wss: WebSocketServer & Internals): void {
+  wss._state = CLOSED
+  wss.emit('close')
 }
 
 function destroySocket (this: Duplex): void {

@@ -1,0 +1,40 @@
+// The checks on an extended CONNECT (RFC 8441 §4, RFC 9113 §8.5), made before
+// any application code sees it: what is malformed gets its status here (the
+// same statuses as over HTTP/1.1 where a check applies), the rest the
+// subprotocols it offers. There is no key, no Upgrade and no Connection
+// header over HTTP/2: the stream is the connection.
+import type { IncomingHttpHeaders } from 'node:http2'
+import { FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_UNSUPPORTED_VERSION } from '../errors.js'
+import { parseProtocols, trimOWS, type RequestProblem } from '../core/headers.js'
+
+/**
+ * The subprotocols offered, or the reason the request cannot be a WebSocket
+ * handshake. `requireHost`: a request without :authority (or Host) is
+ * refused, as Node's `requireHostHeader` does for other requests.
+ */
+export function checkConnect (headers: IncomingHttpHeaders, requireHost: boolean): string[] | RequestProblem {
+  const protocol = headers[':protocol'] as string
+  if (protocol !== 'websocket' && protocol.toLowerCase() !== 'websocket') {
+    return bad(`Unsupported :protocol ${JSON.stringify(protocol)}: expected "websocket"`)
+  }
+  const scheme = headers[':scheme']
+  if (scheme !== 'https' && scheme !== 'http') {
+    return bad('An extended CONNECT needs :scheme "https" or "http"')
+  }
+  if (requireHost && headers[':authority'] === undefined && headers.host === undefined) {
+    return bad('An extended CONNECT needs :authority')
+  }
+  const version = headers['sec-websocket-version']
+  if (version === undefined || trimOWS(version) !== '13') {
+    return {
+      error: new FST_WS_GATE_UNSUPPORTED_VERSION(version === undefined ? '(none)' : JSON.stringify(version)),
+      headers: [['Sec-WebSocket-Version', '13']]
+    }
+  }
+  const protocols = parseProtocols(headers['sec-websocket-protocol'])
+  return protocols ?? bad('Invalid Sec-WebSocket-Protocol header')
+}
+
+function bad (message: string): RequestProblem {
+  return { error: new FST_WS_GATE_BAD_REQUEST(message), headers: [] }
+}
