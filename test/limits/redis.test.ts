@@ -161,7 +161,7 @@ t.test('redisLimitStore', async (t) => {
     t.strictSame(await admin.zrange('{chunks}:wide:599', 0, -1), ['wide'])
   })
 
-  t.test('Redis\'s errors reject with the coded error, the client\'s as its cause, and the acquire is taken back', async (t) => {
+  t.test('Redis\'s errors reject with the coded error, the client\'s as its cause, and take nothing', async (t) => {
     const store = redisLimitStore({ client: await connect(t, server), prefix: 'errors' })
     await admin.set('{errors}:string', 'x')
     const result = await settles(store.acquire([{ key: 'free', max: 1 }, { key: 'string', max: 1 }], 'l:1', 60_000), 5000)
@@ -191,6 +191,9 @@ t.test('redisLimitStore', async (t) => {
       t.match(reason(result), UNAVAILABLE)
     }
     t.match(reason(await settles(blind.acquire([{ key: 'user:1', max: 1 }], 'l:3', 60_000), 1300)), { message: /Redis did not answer within 300 ms/ })
+    // The default bound: a handshake is decided within a second.
+    const byDefault = redisLimitStore({ client: narrow(client), prefix: 'stopped' })
+    t.match(reason(await settles(byDefault.acquire([{ key: 'user:1', max: 1 }], 'l:6', 60_000), 1000 + 1000)), { ...UNAVAILABLE, message: /Redis did not answer within 1000 ms/ })
     t.match(reason(await settles(store.acquire([{ key: 'user:1', max: 1 }], 'l:4', 60_000), 1300)), UNAVAILABLE)
     client.disconnect()
     t.match(reason(await settles(store.acquire([{ key: 'user:1', max: 1 }], 'l:5', 60_000), 1300)), { message: 'The connection limit store is unavailable: acquire: the Redis client is end' })
