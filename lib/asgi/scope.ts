@@ -11,15 +11,26 @@ export function buildScope (req: IncomingMessage, subprotocols: readonly string[
   const query = mark === -1 ? '' : url.slice(mark + 1)
   const headers: Array<[Buffer, Buffer]> = []
   const raw = req.rawHeaders
+  // Over HTTP/2 the request's pseudo-headers are not headers; its :authority
+  // is the Host header (RFC 9113 §8.3.1), as hypercorn gives it.
+  let authority: string | undefined
+  let host = false
   // Node hands header bytes over as Latin-1 strings: Latin-1 turns them back into the same bytes.
   for (let i = 0; i < raw.length; i += 2) {
-    headers.push([Buffer.from(raw[i].toLowerCase(), 'latin1'), Buffer.from(raw[i + 1], 'latin1')])
+    const name = raw[i].toLowerCase()
+    if (name.charCodeAt(0) === COLON) {
+      if (name === ':authority') authority = raw[i + 1]
+      continue
+    }
+    if (name === 'host') host = true
+    headers.push([Buffer.from(name, 'latin1'), Buffer.from(raw[i + 1], 'latin1')])
   }
+  if (authority !== undefined && !host) headers.unshift([Buffer.from('host'), Buffer.from(authority, 'latin1')])
   const socket = req.socket
   return {
     type: 'websocket',
     asgi: { version: '3.0', spec_version: '2.4' },
-    http_version: '1.1',
+    http_version: req.httpVersion === '2.0' ? '2' : '1.1',
     scheme: (socket as TLSSocket).encrypted === true ? 'wss' : 'ws',
     path: percentDecode(rawPath),
     raw_path: Buffer.from(rawPath, 'latin1'),
@@ -37,6 +48,7 @@ function address (host: string | undefined, port: number | undefined): [string, 
   return host === undefined || port === undefined ? null : [host, port]
 }
 
+const COLON = 0x3a
 const HEX = /^[0-9A-Fa-f]{2}$/
 
 /**

@@ -12,7 +12,7 @@ export type AsgiHeaders = Iterable<readonly [Bytes, Bytes]>
 export interface WebSocketScope {
   type: 'websocket'
   asgi: { version: '3.0', spec_version: '2.4' }
-  http_version: '1.1'
+  http_version: '1.1' | '2'
   scheme: 'ws' | 'wss'
   /** The path, percent-decoded as UTF-8. */
   path: string

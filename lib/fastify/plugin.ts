@@ -263,7 +263,9 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   entry.on('upgrade', onUpgrade)
   // The setting goes in every new session's first SETTINGS frame: a client
   // decides from that frame whether it may send an extended CONNECT.
-  const h2server = server as unknown as (Http2Server | Http2SecureServer) & { timeout: number }
+  const h2server = server as unknown as Http2Server | Http2SecureServer
+  // Fastify's idle timeout of a session, which a session with open WebSockets is exempt from.
+  const sessionTimeout = fastify.initialConfig.http2SessionTimeout as number
   if (http2) {
     h2server.updateSettings({ enableConnectProtocol: true })
     h2server.on('connect', onConnect)
@@ -328,13 +330,8 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   // request is routed as the GET of the route it names.
   function onConnect (req: Http2ServerRequest, res: Http2ServerResponse): void {
     const { headers } = req
-    // A plain CONNECT (a tunnel) is Fastify's to answer, like any method.
-    if (headers[':protocol'] === undefined) {
-      fastify.routing(req as never, res as never)
-      return
-    }
     const stream = req.stream
-    const checked = checkConnect(headers, requireHost)
+    const checked = checkConnect(headers)
     let early: RequestProblem | undefined
     if (!Array.isArray(checked)) {
       fastify.log.debug({ statusCode: checked.error.statusCode, reason: checked.error.message }, 'malformed WebSocket handshake over HTTP/2')
@@ -352,7 +349,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       return
     }
     const upgrade = new Upgrade(req.url, gate)
-    const wire = upgrade.wire = new Http2Upgrade(req as unknown as IncomingMessage, stream, checked as string[], limits, upgrade, h2server.timeout)
+    const wire = upgrade.wire = new Http2Upgrade(req as unknown as IncomingMessage, stream, checked as string[], limits, upgrade, sessionTimeout)
     ;(req as unknown as GateRequest)[kUpgrade] = upgrade
     inflight++
     ;(req as { method: string }).method = 'GET'
@@ -402,7 +399,8 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   // hand-over answers 503 itself once shutdown has begun.
   wss.handleUpgrade = function gateHandleUpgrade (req: IncomingMessage, socket: Duplex, _head: Buffer, done: (ws: WebSocket, req: IncomingMessage) => void) {
     const upgrade = upgradeOf(req)
-    if (upgrade === undefined || !upgrade.wire.admitted) {
+    // Only HTTP/1.1 upgrades come here: @fastify/websocket never sees an HTTP/2 one.
+    if (upgrade === undefined || !(upgrade.wire as Http1Upgrade).admitted) {
       const err = new FST_WS_GATE_UNGATED_ROUTE(`ws's handleUpgrade() for ${JSON.stringify(req.url)}`)
       fastify.log.error({ err }, 'upgrade refused: it did not pass the gate')
       if (upgrade === undefined) {

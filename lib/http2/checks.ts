@@ -4,25 +4,28 @@
 // subprotocols it offers. There is no key, no Upgrade and no Connection
 // header over HTTP/2: the stream is the connection.
 import type { IncomingHttpHeaders } from 'node:http2'
-import { FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_UNSUPPORTED_VERSION } from '../errors.js'
+import { FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_METHOD_NOT_ALLOWED, FST_WS_GATE_UNSUPPORTED_VERSION } from '../errors.js'
 import { parseProtocols, trimOWS, type RequestProblem } from '../core/headers.js'
 
 /**
  * The subprotocols offered, or the reason the request cannot be a WebSocket
- * handshake. `requireHost`: a request without :authority (or Host) is
- * refused, as Node's `requireHostHeader` does for other requests.
+ * handshake. Node's HTTP/2 layer (nghttp2) has already reset any CONNECT
+ * without :authority, and any extended CONNECT without :path, with
+ * PROTOCOL_ERROR.
  */
-export function checkConnect (headers: IncomingHttpHeaders, requireHost: boolean): string[] | RequestProblem {
-  const protocol = headers[':protocol'] as string
+export function checkConnect (headers: IncomingHttpHeaders): string[] | RequestProblem {
+  const protocol = headers[':protocol']
+  // A plain CONNECT asks for a tunnel, which no route serves (Node answers it
+  // 405 when nobody listens for 'connect').
+  if (protocol === undefined) {
+    return { error: new FST_WS_GATE_METHOD_NOT_ALLOWED('CONNECT without :protocol'), headers: [['Allow', 'GET']] }
+  }
   if (protocol !== 'websocket' && protocol.toLowerCase() !== 'websocket') {
     return bad(`Unsupported :protocol ${JSON.stringify(protocol)}: expected "websocket"`)
   }
   const scheme = headers[':scheme']
   if (scheme !== 'https' && scheme !== 'http') {
     return bad('An extended CONNECT needs :scheme "https" or "http"')
-  }
-  if (requireHost && headers[':authority'] === undefined && headers.host === undefined) {
-    return bad('An extended CONNECT needs :authority')
   }
   const version = headers['sec-websocket-version']
   if (version === undefined || trimOWS(version) !== '13') {

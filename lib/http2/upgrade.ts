@@ -56,10 +56,6 @@ export class Http2Upgrade {
     this.#idleTimeout = idleTimeout
   }
 
-  get admitted (): boolean {
-    return (this.#state & ADMITTED) !== 0
-  }
-
   admit (protocol: string | undefined, headers: HeaderPairs | undefined): void {
     this.#state |= ADMITTED
     this.protocol = protocol
@@ -156,8 +152,7 @@ export class Http2Upgrade {
 // http2SessionTimeout), which would close the session and every WebSocket on
 // it. The timeout is off while a WebSocket is open, and back once none is.
 function keepSession (stream: ServerHttp2Stream, idleTimeout: number): void {
-  const session = stream.session as Session | undefined
-  if (session === undefined) return
+  const session = stream.session as Session
   const open = session[kOpen] ?? 0
   if (open === 0) session.setTimeout(0)
   session[kOpen] = open + 1
