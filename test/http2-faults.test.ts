@@ -143,7 +143,7 @@ t.test('handshakes that arrive during shutdown, or past maxPendingHandshakes, ar
   }, { maxPendingHandshakes: 1, handshakeTimeout: 0 }, H2)
   const session = await h2session(port)
   t.teardown(() => session.destroy())
-  void h2connect(session, '/slow').catch(() => {})
+  const first = h2connect(session, '/slow')
   await eventually(() => app.wsGate.pending === 1)
   const shed = await h2connect(session, '/slow')
   t.equal(shed.status, 503)
@@ -152,6 +152,7 @@ t.test('handshakes that arrive during shutdown, or past maxPendingHandshakes, ar
   t.equal(app.wsGate.shed, 1)
   // Without forceCloseConnections, Node 20 keeps the session open while the server closes.
   const closed = app.close()
+  t.equal((await first).status, 503, 'the pending one is answered as shutdown begins')
   const late = await h2connect(session, '/slow')
   t.equal(late.status, 503)
   t.equal(JSON.parse(late.body).code, 'FST_WS_GATE_SHUTTING_DOWN')
