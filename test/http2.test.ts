@@ -3,6 +3,7 @@
 // living on for the other streams.
 import { once } from 'node:events'
 import diagnostics from 'node:diagnostics_channel'
+import http2 from 'node:http2'
 import t from 'tap'
 import { accept, HANDSHAKE_CHANNEL, reject, type HandshakeEvent } from '../lib/index.js'
 import { start } from './helpers.js'
@@ -151,11 +152,13 @@ t.test('each outcome is published once, with the status that went on the stream'
   t.equal(app.wsGate.pending, 0)
 })
 
-t.test('http2: false: the setting is not advertised, and an extended CONNECT gets Node\'s 405', async (t) => {
+t.test('http2: false: the setting is not advertised, and Node resets an extended CONNECT with PROTOCOL_ERROR', async (t) => {
   const { port } = await start(t, (app) => {
     app.get('/ws', { websocket: true }, () => {})
   }, { http2: false }, H2 as never)
   const session = await h2session(port)
   t.teardown(() => session.destroy())
   t.equal(session.remoteSettings.enableConnectProtocol, false)
+  const refused = await h2connect(session, '/ws').catch((err: Error) => err.message)
+  t.equal(refused, `stream closed before a response (code ${http2.constants.NGHTTP2_PROTOCOL_ERROR})`)
 })
