@@ -1,5 +1,5 @@
 // ws's verifyClient and handleProtocols options, which the gate calls itself
-// when it hands an upgrade to ws (lib/http1/websocket.ts): what verifyClient
+// when it hands an upgrade to ws (lib/ws/handover.ts): what verifyClient
 // is told, what its refusals put on the wire (as ws alone writes them, but
 // checked), a client that leaves while it decides; and handleProtocols
 // choosing no subprotocol.
