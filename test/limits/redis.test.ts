@@ -141,8 +141,11 @@ t.test('redisLimitStore', async (t) => {
     t.strictSame(await crashed.acquire([{ key: 'user:1', max: 2 }], 'crashed:1', 300), { ok: true })
     t.strictSame(await crashed.acquire([{ key: 'user:1', max: 2 }], 'crashed:2', 300), { ok: true })
     t.strictSame(await live.acquire([{ key: 'user:1', max: 2 }], 'live:1', 60_000), { ok: false, key: 'user:1' })
-    t.not(await eventually(async () => (await live.acquire([{ key: 'user:1', max: 2 }], 'live:1', 60_000)).ok), 0)
-    t.strictSame(await live.acquire([{ key: 'user:1', max: 2 }], 'live:2', 60_000), { ok: true })
+    // Each crashed lease frees its place at its own deadline (a retried
+    // acquire of a lease that got in does not count it twice).
+    t.not(await eventually(async () =>
+      (await live.acquire([{ key: 'user:1', max: 2 }], 'live:1', 60_000)).ok &&
+      (await live.acquire([{ key: 'user:1', max: 2 }], 'live:2', 60_000)).ok), 0)
     t.strictSame(await admin.zrange('{crash}:user:1', 0, -1), ['live:1', 'live:2'])
   })
 
