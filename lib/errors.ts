@@ -85,3 +85,21 @@ export const FST_WS_GATE_ASGI_NO_DECISION = createError(
   'FST_WS_GATE_ASGI_NO_DECISION', 'ASGI callable returned without completing handshake.', 500)
 export const FST_WS_GATE_ASGI_INCOMPLETE_RESPONSE = createError(
   'FST_WS_GATE_ASGI_INCOMPLETE_RESPONSE', 'ASGI callable returned without completing the denial response.', 500)
+
+// Connection limits (docs/limits.md).
+// A store could not say whether a connection may open (Redis down, cut off,
+// or slower than the store's timeout): the handshake is decided by
+// onStoreError ('deny': 503 with Retry-After). The message says which call
+// failed and why; the client's own error, if any, is the cause.
+export const FST_WS_GATE_LIMIT_STORE_UNAVAILABLE = createError(
+  'FST_WS_GATE_LIMIT_STORE_UNAVAILABLE', 'The connection limit store is unavailable: %s', 503)
+
+// A store, or a node's leases, used after close() (the server is shutting down).
+export const FST_WS_GATE_LIMIT_STORE_CLOSED = createError(
+  'FST_WS_GATE_LIMIT_STORE_CLOSED', 'The connection limit store is closed', 503)
+
+// A connection over one of its route's limits: 429 with Retry-After (or the
+// close frame 4429 under rejectVia: 'close-frame'). The key is not in the
+// message: it may name a user or an address, and the message goes to the client.
+export const FST_WS_GATE_CONNECTION_LIMIT = createError(
+  'FST_WS_GATE_CONNECTION_LIMIT', 'Too many open connections; try again later', 429)

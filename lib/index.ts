@@ -12,6 +12,8 @@ import * as errors from './errors.js'
 import { accept, reject } from './core/decision.js'
 import { asgi } from './asgi/fastify.js'
 import { HANDSHAKE_CHANNEL } from './core/diagnostics.js'
+import { memoryLimitStore } from './limits/memory.js'
+import { redisLimitStore } from './limits/redis.js'
 import type {
   ContextConfigDefault, FastifyBaseLogger, FastifySchema, FastifyTypeProvider, FastifyTypeProviderDefault,
   RawRequestDefaultExpression, RawServerBase, RawServerDefault, RouteGenericInterface
@@ -25,8 +27,11 @@ import type * as inject from './testing/inject.js'
 import type * as observe from './core/diagnostics.js'
 import type * as refusal from './core/refusal.js'
 import type * as types from './fastify/types.js'
+import type * as store from './limits/store.js'
+import type * as memory from './limits/memory.js'
+import type * as redis from './limits/redis.js'
 
-const named = { fastifyWsGate: plugin, default: plugin, accept, reject, asgi, HANDSHAKE_CHANNEL, errors } as const
+const named = { fastifyWsGate: plugin, default: plugin, accept, reject, asgi, HANDSHAKE_CHANNEL, errors, memoryLimitStore, redisLimitStore } as const
 const fastifyWsGate: typeof plugin & typeof named = Object.assign(plugin, named)
 
 // The public types, as named imports (`import { type AcceptDecision } from
@@ -67,6 +72,13 @@ namespace fastifyWsGate {
   export type InjectHandshakeOptions = inject.InjectHandshakeOptions
   export type FastifyWsGateOptions = types.FastifyWsGateOptions
   export type WsGateStats = types.WsGateStats
+  export type ConnectionLimitsOptions = types.ConnectionLimitsOptions
+  export type ConnectionLimit<Request = import('fastify').FastifyRequest> = types.ConnectionLimit<Request>
+  export type LimitStore = store.LimitStore
+  export type LimitRequest = store.LimitRequest
+  export type AcquireResult = store.AcquireResult
+  export type MemoryLimitStoreOptions = memory.MemoryLimitStoreOptions
+  export type RedisLimitStoreOptions = redis.RedisLimitStoreOptions
   export type HandshakeEvent = observe.HandshakeEvent
   export type HandshakeHandler<
     RawServer extends RawServerBase = RawServerDefault,
@@ -83,6 +95,6 @@ namespace fastifyWsGate {
 // this file's source (cjs-module-lexer), not by running it; this line is what
 // it reads. tsc puts `module.exports = fastifyWsGate` last, so it sets nothing
 // anyone can see.
-exports.fastifyWsGate = exports.accept = exports.reject = exports.asgi = exports.HANDSHAKE_CHANNEL = exports.errors = undefined
+exports.fastifyWsGate = exports.accept = exports.reject = exports.asgi = exports.HANDSHAKE_CHANNEL = exports.errors = exports.memoryLimitStore = exports.redisLimitStore = undefined
 
 export = fastifyWsGate

@@ -123,7 +123,13 @@ export class AsgiSession {
           this.#handshake.applyOrThrow(accept({ protocol: message.subprotocol ?? undefined, headers: asgiHeaders(message.headers) }))
         })
         // ws completes a valid upgrade synchronously; if it did not, it has
-        // answered the client itself (e.g. a malformed extension offer).
+        // answered the client itself (e.g. a malformed extension offer). An
+        // accept that waits for its connection limits goes out later: it is
+        // connected then, or abandoned (over a limit, the store down).
+        if (this.#handshake.admitting) {
+          this.#handshake.onAdmitted = () => { if (this.#ws === undefined) this.#gone() }
+          return
+        }
         if (this.#ws === undefined) this.#gone()
         return
       case 'websocket.close':

@@ -10,7 +10,7 @@ const channel = diagnostics.channel(HANDSHAKE_CHANNEL)
 
 /** What is published on `fastify-ws-gate:handshake`. */
 export interface HandshakeEvent {
-  outcome: 'accepted' | 'rejected' | 'timeout' | 'aborted' | 'error' | 'shed'
+  outcome: 'accepted' | 'rejected' | 'limited' | 'timeout' | 'aborted' | 'error' | 'shed'
   /** The route's URL pattern (`/rooms/:room`); null for an upgrade answered before routing (malformed, shed, during shutdown), or whose route the gate never saw (replied to by a hook, or left in hooks). */
   route: string | null
   /** The request URL as sent. */
@@ -22,10 +22,12 @@ export interface HandshakeEvent {
 }
 
 /** The engine's final states, as outcomes. */
-export const OUTCOMES: Record<Exclude<HandshakeState, 'pending'>, HandshakeEvent['outcome']> = {
+export const OUTCOMES: Record<Exclude<HandshakeState, 'pending' | 'admitting'>, HandshakeEvent['outcome']> = {
   accepted: 'accepted',
   denied: 'rejected',
   refused: 'rejected',
+  limited: 'limited',
+  unavailable: 'error',
   'shut-down': 'rejected',
   failed: 'error',
   'timed-out': 'timeout',

@@ -2,7 +2,10 @@
 // what the application decides and gives its owner (the party that holds the
 // connection) a validated answer to send; it writes nothing itself.
 //
-//   pending ──accept──▶ accepted   owner.accept(protocol, headers): the 101 (or :status 200)
+//   pending ──accept──▶ accepted   owner.accept(protocol, headers, lease): the 101 (or :status 200)
+//      │ ──accept, with connection limits──▶ admitting ──room──▶ accepted
+//      │                                        │ ───full───▶ limited      owner.deny(429 + Retry-After), or refuse(4429)
+//      │                                        └ store down ▶ unavailable owner.deny(503 + Retry-After) (onStoreError 'deny')
 //      │ ────deny────▶ denied     owner.deny(denial): status, headers, body
 //      │ ───refuse───▶ refused    owner.refuse(refusal): the handshake completed, then close code 4000 + status
 //      │ ────error───▶ failed     owner.fail(err): the face reports the application's error
@@ -11,7 +14,11 @@
 //      │ ──shutdown──▶ shut-down  owner.deny(503 + Retry-After); the signal aborts
 //      └ client left ▶ gone       nothing to send; the signal aborts
 //
-// Only the first transition counts; whatever arrives later is dropped.
+// Only the first transition counts; whatever arrives later is dropped. While
+// admitting, the decision has been taken but the limits are being counted
+// (the store may be across the network): the deadline, the client leaving
+// and shutdown still end the handshake, and a lease taken too late is
+// released.
 import {
   FST_WS_GATE_CLIENT_CLOSED,
   FST_WS_GATE_HANDSHAKE_TIMEOUT,
@@ -19,6 +26,9 @@ import {
   FST_WS_GATE_PROTOCOL_NOT_OFFERED,
   FST_WS_GATE_SHUTTING_DOWN
 } from '../errors.js'
+import { FST_WS_GATE_CONNECTION_LIMIT } from '../errors.js'
+import type { LeaseKeeper } from '../limits/leases.js'
+import type { LimitRequest } from '../limits/store.js'
 import { isAccept, isDecision } from './decision.js'
 import { checkDenial, describe, discardBody, errorDenial, prepareDenial, type Denial } from './denial.js'
 import { RETRY_LATER, toHeaderPairs, type DenialLimits, type HeaderPairs } from './headers.js'
@@ -36,8 +46,21 @@ export interface HandshakeOwner {
   readonly log: HandshakeLogger
   /** Told once, as the handshake settles, before any answer is sent. */
   settled (state: HandshakeState, status: number | undefined): void
-  /** Sends the 101 (or :status 200) with this subprotocol and these headers (read-only: they may be shared). At most one answer is asked for, after settled(). */
-  accept (protocol: string | undefined, headers: HeaderPairs): void
+  /**
+   * Sends the 101 (or :status 200) with this subprotocol and these headers
+   * (read-only: they may be shared); `headers` undefined: the route has no
+   * decision of its own, and ws's rules choose the subprotocol. `lease`: the
+   * connection limits it holds, to release when the connection closes. At
+   * most one answer is asked for, after settled().
+   */
+  accept (protocol: string | undefined, headers: HeaderPairs | undefined, lease: string | undefined): void
+  /**
+   * The connection limits an accept must take before it goes out, with the
+   * keys computed now (after the decision, so that it can have put the
+   * identity on the request); undefined or empty for none. May throw: the
+   * handshake then fails as for an invalid decision.
+   */
+  limits (): readonly LimitRequest[] | undefined
   /** Sends this denial. */
   deny (denial: Denial): void
   /** Completes the handshake, then closes with the refusal's code (rejectVia 'close-frame'). */
@@ -68,9 +91,16 @@ export interface HandshakeSettings {
   readonly limits: DenialLimits
   /** Where pending handshakes are kept (for shutdown): added here, removed once settled. */
   readonly registry: HandshakeRegistry
+  /** Connection limits: this node's leases, and the Retry-After of a 429 (seconds). Absent when the route has none. */
+  readonly limiter?: Limiter
 }
 
-export type HandshakeState = 'pending' | 'accepted' | 'denied' | 'refused' | 'failed' | 'timed-out' | 'shut-down' | 'gone'
+export interface Limiter {
+  readonly keeper: LeaseKeeper
+  readonly retryAfter: HeaderPairs
+}
+
+export type HandshakeState = 'pending' | 'admitting' | 'accepted' | 'denied' | 'refused' | 'limited' | 'unavailable' | 'failed' | 'timed-out' | 'shut-down' | 'gone'
 
 // A 101 with no headers of the application's, shared (owners only read it).
 const NO_HEADERS: HeaderPairs = Object.freeze([]) as unknown as HeaderPairs
@@ -137,6 +167,8 @@ export class Handshake {
   readonly protocols: readonly string[]
   /** Told when the client leaves, the handshake times out or the server shuts down, for faces whose application must hear of it (ASGI). */
   onAbandoned: ((reason: Error) => void) | undefined = undefined
+  /** Told once an accept that waited for its connection limits has been handed to the owner, for faces that must know it went out (ASGI). */
+  onAdmitted: (() => void) | undefined = undefined
   readonly #owner: HandshakeOwner
   readonly #settings: HandshakeSettings
   readonly #closeFrame: boolean
@@ -146,6 +178,7 @@ export class Handshake {
   #controller: AbortController | undefined = undefined
   #abortReason: Error | undefined = undefined
   #timer: NodeJS.Timeout | undefined = undefined
+  #watched = false
 
   /**
    * A pending handshake whose client offered `protocols`, on a connection
@@ -177,6 +210,11 @@ export class Handshake {
 
   get pending (): boolean {
     return this.#state === 'pending'
+  }
+
+  /** Whether an accept is waiting for its connection limits to be counted. */
+  get admitting (): boolean {
+    return this.#state === 'admitting'
   }
 
   /** Whether reject() decisions go out as close frames (rejectVia), for faces that build denials themselves. */
@@ -243,8 +281,7 @@ export class Handshake {
     if (isAccept(decision)) {
       const protocol = this.#checkProtocol(decision.protocol)
       const headers = decision.headers === undefined ? NO_HEADERS : toHeaderPairs(decision.headers, ASCII_ONLY)
-      this.#settle('accepted', 101)
-      this.#owner.accept(protocol, headers)
+      this.#accept(protocol, headers)
     } else if (this.#closeFrame) {
       this.#refuse(prepareRefusal(decision, this.protocols, this.#settings.limits))
     } else {
@@ -262,6 +299,58 @@ export class Handshake {
     checkDenial(denial, this.#settings.limits)
     if (this.#closeFrame) this.#refuse(toRefusal(denial.status, '', denial.headers, this.protocols))
     else this.#deny(denial)
+  }
+
+  /**
+   * Accepts for a route without a decision of its own (ws's rules choose the
+   * subprotocol), through the same connection limits: a face calls it only
+   * for such routes that have limits.
+   */
+  acceptAsIs (): void {
+    try {
+      this.#accept(undefined, undefined)
+    } catch (err) {
+      this.invalid(err)
+    }
+  }
+
+  #accept (protocol: string | undefined, headers: HeaderPairs | undefined): void {
+    const { limiter } = this.#settings
+    const limits = limiter === undefined ? undefined : this.#owner.limits()
+    if (limiter === undefined || limits === undefined || limits.length === 0) {
+      this.#settle('accepted', 101)
+      this.#owner.accept(protocol, headers, undefined)
+      return
+    }
+    this.#state = 'admitting'
+    // The count may take a round trip to the store: the deadline runs, and the
+    // owner watches for the client leaving, as while the decision was pending.
+    this.watch()
+    limiter.keeper.acquire(limits).then((admission) => {
+      if (this.#state !== 'admitting') {
+        if (admission.ok) limiter.keeper.release(admission.lease) // never rejects
+        return
+      }
+      if (admission.ok) {
+        if (admission.error !== undefined) this.#owner.log.warn({ err: admission.error }, 'connection admitted while the connection limit store is unavailable (onStoreError: allow)')
+        this.#settle('accepted', 101)
+        this.#owner.accept(protocol, headers, admission.lease)
+        this.onAdmitted?.()
+        return
+      }
+      this.#owner.log.debug({ key: admission.key }, 'handshake refused: connection limit reached')
+      const err = new FST_WS_GATE_CONNECTION_LIMIT()
+      this.#settle('limited', 429)
+      this.onAbandoned?.(err)
+      if (this.#closeFrame) this.#owner.refuse(toRefusal(429, err.message, limiter.retryAfter, this.protocols))
+      else this.#owner.deny(errorDenial(err, limiter.retryAfter))
+    }, (err: Error & { statusCode: number, code: string }) => {
+      if (this.#state !== 'admitting') return
+      this.#owner.log.error({ err }, 'handshake refused: the connection limit store is unavailable')
+      this.#settle('unavailable', 503)
+      this.onAbandoned?.(err)
+      this.#owner.deny(errorDenial(err, RETRY_LATER))
+    })
   }
 
   #deny (denial: Denial): void {
@@ -317,6 +406,8 @@ export class Handshake {
    * to the application.
    */
   watch (): void {
+    if (this.#watched) return
+    this.#watched = true
     const { timeout } = this.#settings
     if (timeout > 0) {
       this.#timer = setTimeout(() => { this.#timedOut() }, timeout)

@@ -54,6 +54,7 @@ import { Http2Upgrade } from '../http2/upgrade.js'
 import { HandOver } from '../ws/handover.js'
 import { injectUpgrade, type InjectHandshakeOptions } from '../testing/inject.js'
 import { kDrivesEngine } from './driver.js'
+import { checkRules, Leases, type Rules } from './limits.js'
 import type { FastifyWsGateOptions, HandshakeHandler } from './types.js'
 import { Upgrade, type Gate } from './upgrade.js'
 
@@ -116,7 +117,13 @@ class Relay extends EventEmitter {
 
 const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyWsGate (fastify, options) {
   const { handshakeTimeout, maxPendingHandshakes, limits, origins, rejectVia } = settings(options)
-  const { websocket, http2: http2Option } = options
+  const { websocket, http2: http2Option, connectionLimits } = options
+  if (connectionLimits !== undefined && (typeof connectionLimits !== 'object' || connectionLimits === null)) {
+    throw new FST_WS_GATE_INVALID_OPTION('connectionLimits', 'must be an object')
+  }
+  // This node's leases: made at registration when the option is given, else
+  // with the first route that has limits (the in-process store).
+  let leases = connectionLimits === undefined ? undefined : new Leases(connectionLimits, fastify.log)
   if (http2Option !== undefined && typeof http2Option !== 'boolean') {
     throw new FST_WS_GATE_INVALID_OPTION('http2', 'must be a boolean')
   }
@@ -158,7 +165,8 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   }
   fastify.decorate('wsGate', {
     get pending () { return inflight },
-    get shed () { return shed }
+    get shed () { return shed },
+    get leases () { return leases?.keeper.size ?? 0 }
   })
   fastify.decorate('injectHandshake', async function injectHandshake (this: FastifyInstance, url: string, options?: InjectHandshakeOptions) {
     await this.ready()
@@ -258,7 +266,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
 
   const wss = fastify.websocketServer
   const logCompleted = completedLogger(fastify)
-  const gate: Gate = { finish, handOver: new HandOver(wss, () => closing) }
+  const gate: Gate = { finish, handOver: new HandOver(wss, () => closing), get leases () { return leases } }
   const errorHandler = (websocket?.errorHandler ?? defaultErrorHandler) as unknown as ErrorHandler
   entry.on('upgrade', onUpgrade)
   // The setting goes in every new session's first SETTINGS frame: a client
@@ -282,7 +290,12 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     server.removeListener('request', onRequest)
     for (const handler of handlers) server.on('request', handler)
     delete server[kInstalled]
-    done()
+    // This node's leases go (its connections are closed by now).
+    if (leases === undefined) {
+      done()
+      return
+    }
+    leases.close().then(() => { done() }, done)
   })
 
   function onRequest (this: unknown, req: IncomingMessage, res: ServerResponse): void {
@@ -414,7 +427,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     // The request lives as long as the connection; what the gate knew of
     // its upgrade need not.
     ;(req as GateRequest)[kUpgrade] = undefined
-    upgrade.wire.accept(gate.handOver, upgrade.log, done)
+    upgrade.wire.accept(gate.handOver, upgrade.log, upgrade.lease === undefined ? done : (ws, req) => { leases?.opened(upgrade.lease as string, ws); done(ws, req) })
   } as WebSocketServer['handleUpgrade']
 
   // Every route the gate saw is marked; when routes were declared before the
@@ -481,7 +494,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     route.config = { ...route.config, [kGated]: true }
     const methods = ([] as string[]).concat(route.method)
     const isWebSocket = route.websocket === true || typeof route.wsHandler === 'function'
-    const { handshake, handshakeTimeout: routeTimeout, allowedOrigins, rejectVia: routeRejectVia } = route
+    const { handshake, handshakeTimeout: routeTimeout, allowedOrigins, rejectVia: routeRejectVia, connectionLimit } = route
     const where = `${methods.join(',')} ${route.url}`
     if (allowedOrigins !== undefined && !isWebSocket) {
       throw new FST_WS_GATE_INVALID_ROUTE_OPTION('allowedOrigins', where, 'needs websocket: true')
@@ -504,8 +517,14 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       if (problem !== undefined) throw new FST_WS_GATE_INVALID_ROUTE_OPTION('handshakeTimeout', where, problem)
       if (handshake === undefined) throw new FST_WS_GATE_INVALID_ROUTE_OPTION('handshakeTimeout', where, 'needs a handshake handler')
     }
+    let rules: Rules | undefined
+    if (connectionLimit !== undefined) {
+      if (!isWebSocket) throw new FST_WS_GATE_INVALID_ROUTE_OPTION('connectionLimit', where, 'needs websocket: true')
+      rules = checkRules(connectionLimit, where)
+    }
     // A HEAD route (including the one Fastify adds beside a GET) is never upgraded.
     if (methods.every((method) => method === 'HEAD')) return
+    if (rules !== undefined) leases ??= new Leases({}, fastify.log)
 
     const next = route.handler as RouteHandlerMethod
     if (!isWebSocket) {
@@ -516,7 +535,9 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       }
       return
     }
-    const settings: HandshakeSettings = { timeout: routeTimeout ?? handshakeTimeout, limits, registry }
+    const settings: HandshakeSettings = rules === undefined
+      ? { timeout: routeTimeout ?? handshakeTimeout, limits, registry }
+      : { timeout: routeTimeout ?? handshakeTimeout, limits, registry, limiter: leases }
     const via = routeRejectVia ?? rejectVia
     // The route's URL pattern, for events: read from Fastify once, as every
     // other event reads it (request.routeOptions builds a new object on every read).
@@ -530,7 +551,10 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       reply.hijack()
       const upgrade = upgradeOf(request.raw) as Upgrade
       ;(request.raw as GateRequest)[kUpgrade] = undefined
-      upgrade.wire.accept(gate.handOver, upgrade.log, (ws) => { connected(this, wsHandler as WebSocketHandler, ws, request, reply) })
+      upgrade.wire.accept(gate.handOver, upgrade.log, (ws) => {
+        if (upgrade.lease !== undefined) leases?.opened(upgrade.lease, ws)
+        connected(this, wsHandler as WebSocketHandler, ws, request, reply)
+      })
     }
     route.handler = function gated (this: FastifyInstance, request, reply) {
       const upgrade = upgradeOf(request.raw)
@@ -547,11 +571,16 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       }
       upgrade.route = pattern ??= request.routeOptions.url as string
       upgrade.routed(request, reply)
-      if (handshake === undefined) {
+      if (handshake === undefined && rules === undefined) {
         upgrade.wire.admit(undefined, undefined)
         return proceed.call(this, request, reply)
       }
-      upgrade.handle(this, proceed)
+      upgrade.handle(this, proceed, rules)
+      if (handshake === undefined) {
+        // No decision of its own, but limits to take first.
+        new Handshake(upgrade.wire.offered, upgrade, settings, false).acceptAsIs()
+        return
+      }
       const engine = new Handshake(upgrade.wire.offered, upgrade, settings, closesWithFrame(via, request.headers))
       if (drivesEngine) (handshake as unknown as (request: FastifyRequest, handshake: Handshake) => void).call(this, request, engine)
       else runHandshake(this, handshake, engine, request)

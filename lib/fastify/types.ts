@@ -11,6 +11,28 @@ import type { HandshakeContext } from '../core/handshake.js'
 import type { AllowedOrigins } from '../core/origin.js'
 import type { RejectVia } from '../core/refusal.js'
 import type { InjectedHandshake, InjectHandshakeOptions } from '../testing/inject.js'
+import type { OnStoreError } from '../limits/leases.js'
+import type { LimitStore } from '../limits/store.js'
+
+/** The plugin's `connectionLimits` option: where the counts live, and what a store failure does. */
+export interface ConnectionLimitsOptions {
+  /** Where the counts are kept: memoryLimitStore() (one process) or redisLimitStore() (a fleet). @default memoryLimitStore() */
+  store?: LimitStore
+  /** Milliseconds: a node that stops refreshing its leases (it crashed, or lost the store) loses them after this long. @default 15000 */
+  leaseTtl?: number
+  /** When the store cannot answer (within 1 s): 'deny' answers 503 with Retry-After; 'allow' admits, logs, and counts the connection once the store is back. @default 'deny' */
+  onStoreError?: OnStoreError
+  /** The Retry-After of a 429 over a limit, in seconds. @default 5 */
+  retryAfter?: number
+}
+
+/** One connection limit of a route: at most `max` open WebSockets per key. */
+export interface ConnectionLimit<Request = FastifyRequest> {
+  /** The key this connection counts against (`user:${id}`), computed after `handshake` accepts; undefined skips this limit. The same key on two routes is one count. */
+  key: (request: Request) => string | undefined
+  /** How many connections may hold the key at once: an integer, 0 or more. */
+  max: number
+}
 
 export interface FastifyWsGateOptions {
   /**
@@ -56,6 +78,8 @@ export interface FastifyWsGateOptions {
    * @default true
    */
   http2?: boolean
+  /** Connection limits shared by every node using the same store: see docs/limits.md. Routes take them with their `connectionLimit` option. */
+  connectionLimits?: ConnectionLimitsOptions
   /** Options for @fastify/websocket, which fastify-ws-gate registers. */
   websocket?: WebsocketPluginOptions
 }
@@ -66,6 +90,8 @@ export interface WsGateStats {
   readonly pending: number
   /** Upgrades answered 503 because maxPendingHandshakes was reached. */
   readonly shed: number
+  /** Connection limit leases this node holds: its open connections that count against a limit. */
+  readonly leases: number
 }
 
 /** Decides a WebSocket handshake: returns accept() or reject(), or a promise of one. */
@@ -103,6 +129,8 @@ declare module 'fastify' {
     allowedOrigins?: AllowedOrigins
     /** Overrides the plugin's rejectVia for this route's handshake (fastify-ws-gate). */
     rejectVia?: RejectVia
+    /** At most `max` open WebSockets per key, across every node sharing the store, taken after `handshake` accepts and before the 101 (fastify-ws-gate). */
+    connectionLimit?: ConnectionLimit<FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>> | Array<ConnectionLimit<FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>>>
   }
 
   interface FastifyInstance<

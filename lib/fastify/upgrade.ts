@@ -13,12 +13,16 @@ import type { Refusal } from '../core/refusal.js'
 import type { Http1Upgrade } from '../http1/upgrade.js'
 import type { Http2Upgrade } from '../http2/upgrade.js'
 import type { HandOver } from '../ws/handover.js'
+import type { LimitRequest } from '../limits/store.js'
+import { limitsOf, type Leases, type Rules } from './limits.js'
 
 /** What every Upgrade needs of the plugin. */
 export interface Gate {
   /** Releases the upgrade's count, publishes its outcome and logs it (status: what the log line says went out, null for none). */
   finish (upgrade: Upgrade, outcome: HandshakeEvent['outcome'], status: number | null, logged: number | null): void
   readonly handOver: HandOver
+  /** This node's connection limit leases, once a route has limits. */
+  readonly leases: Leases | undefined
 }
 
 export class Upgrade implements Reported, HandshakeOwner {
@@ -35,11 +39,14 @@ export class Upgrade implements Reported, HandshakeOwner {
   reply: FastifyReply | undefined = undefined
   /** The wire that owns the upgrade's socket (HTTP/1.1) or stream (HTTP/2). */
   wire!: Http1Upgrade | Http2Upgrade
+  /** The connection limits the accept took: released when the connection closes, or at once if it never opens. */
+  lease: string | undefined = undefined
   readonly url: string
   readonly #gate: Gate
   // Set by handle(), before the handshake uses this owner.
   #instance!: FastifyInstance
   #next!: RouteHandlerMethod
+  #rules: Rules | undefined = undefined
 
   constructor (url: string, gate: Gate) {
     this.url = url
@@ -53,6 +60,11 @@ export class Upgrade implements Reported, HandshakeOwner {
     else if (!upgraded) outcome = this.expected === undefined || this.expected === 'accepted' ? 'rejected' : this.expected
     else outcome = this.expected ?? 'accepted'
     this.#gate.finish(this, outcome, upgraded && this.refusal !== undefined ? this.refusal : status, status)
+    const { lease } = this
+    if (lease === undefined) return
+    const leases = this.#gate.leases as Leases
+    if (upgraded) leases.hold(lease, this.wire.socket)
+    else leases.release(lease)
   }
 
   /** The route's request, for answers and the log line. */
@@ -61,10 +73,15 @@ export class Upgrade implements Reported, HandshakeOwner {
     this.reply = reply
   }
 
-  /** A gated route takes the upgrade: the route handler behind the gate. */
-  handle (instance: FastifyInstance, next: RouteHandlerMethod): void {
+  /** A gated route takes the upgrade: the route handler behind the gate, and the route's connection limits. */
+  handle (instance: FastifyInstance, next: RouteHandlerMethod, rules: Rules | undefined): void {
     this.#instance = instance
     this.#next = next
+    this.#rules = rules
+  }
+
+  limits (): readonly LimitRequest[] | undefined {
+    return this.#rules === undefined ? undefined : limitsOf(this.#rules, this.request as FastifyRequest)
   }
 
   get log (): FastifyRequest['log'] {
@@ -72,16 +89,17 @@ export class Upgrade implements Reported, HandshakeOwner {
   }
 
   settled (state: HandshakeState, status: number | undefined): void {
-    this.wire.unwatch(state === 'accepted' || state === 'refused')
-    const outcome = OUTCOMES[state as Exclude<HandshakeState, 'pending'>]
+    this.wire.unwatch(state === 'accepted' || state === 'refused' || state === 'limited')
+    const outcome = OUTCOMES[state as Exclude<HandshakeState, 'pending' | 'admitting'>]
     // A failure with no status is answered by the app's error handler,
     // through Fastify's reply, which logs it.
     if (state === 'failed' && status === undefined) this.#gate.finish(this, outcome, null, null)
     else this.expected = outcome
   }
 
-  accept (protocol: string | undefined, headers: HeaderPairs): void {
+  accept (protocol: string | undefined, headers: HeaderPairs | undefined, lease: string | undefined): void {
     const request = this.request as FastifyRequest
+    this.lease = lease
     this.wire.admit(protocol, headers)
     request.log.debug({ protocol }, 'handshake accepted')
     // @fastify/websocket's handler behind the gate's: it hands the request to

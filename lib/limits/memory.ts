@@ -4,7 +4,7 @@
 // and an app that stops refreshing (closed without releasing, or stuck) loses
 // its leases after the ttl. Its clock is the process's monotonic clock; its
 // work is synchronous, so every call settles at once.
-import { FST_WS_GATE_LIMIT_STORE_CLOSED } from './errors.js'
+import { FST_WS_GATE_LIMIT_STORE_CLOSED } from '../errors.js'
 import type { AcquireResult, LimitStore } from './store.js'
 
 /** The options of memoryLimitStore(). */

@@ -4,7 +4,7 @@
 // then rejects, as when the answer was lost (the worst case: the Redis store
 // would also send a release, which may be lost too). 'hold' keeps calls
 // pending until release() is called, then passes them on.
-import { FST_WS_GATE_LIMIT_STORE_UNAVAILABLE } from '../../lib/limits/errors.js'
+import { FST_WS_GATE_LIMIT_STORE_UNAVAILABLE } from '../../lib/errors.js'
 import type { LimitStore } from '../../lib/limits/store.js'
 
 export type Link = 'up' | 'down' | 'lossy' | 'hold'
