@@ -6,6 +6,11 @@
 // The same rooms twice: /rooms/:room refuses with rejectVia 'auto' (a close
 // frame 4401, 4404 for browsers, which send an Origin; HTTP for ws and curl),
 // /http/rooms/:room always with HTTP. The page at / tries both in a browser.
+//
+// A per-user cap: each user (?user=name, 'guest' without one) may have at
+// most 3 rooms open at once, across both paths (the in-process store; give
+// connectionLimits a redisLimitStore() to share it across a fleet). A fourth
+// gets 429 with Retry-After.
 import { readFile } from 'node:fs/promises'
 import Fastify from 'fastify'
 import fastifyWsGate, { accept, reject } from 'fastify-ws-gate'
@@ -21,7 +26,10 @@ const TOKEN = 'secret'
 const rooms = new Map([['lobby', new Set()], ['dev', new Set()], ['slow', new Set()]])
 
 const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'warn' } })
-await app.register(fastifyWsGate, { handshakeTimeout: 3000 })
+await app.register(fastifyWsGate, { handshakeTimeout: 3000, connectionLimits: { retryAfter: 10 } })
+
+// Counted after the handshake accepts, so only signed-in users hold places.
+const perUser = { key: (request) => `user:${request.query.user ?? 'guest'}`, max: 3 }
 
 // Prefers chat.v2; a client that offered subprotocols gets one it offered.
 function chooseProtocol (protocols) {
@@ -54,9 +62,9 @@ function chat (socket, request) {
   socket.on('close', () => members.delete(socket))
 }
 
-const schema = { querystring: { type: 'object', properties: { token: { type: 'string' } } } }
-app.get('/rooms/:room', { websocket: true, schema, handshake, rejectVia: 'auto' }, chat)
-app.get('/http/rooms/:room', { websocket: true, schema, handshake, rejectVia: 'http' }, chat)
+const schema = { querystring: { type: 'object', properties: { token: { type: 'string' }, user: { type: 'string' } } } }
+app.get('/rooms/:room', { websocket: true, schema, handshake, rejectVia: 'auto', connectionLimit: perUser }, chat)
+app.get('/http/rooms/:room', { websocket: true, schema, handshake, rejectVia: 'http', connectionLimit: perUser }, chat)
 
 // The page: one static file, read on each request (no static-file plugin needed).
 const page = new URL('./demo/index.html', import.meta.url)
@@ -84,6 +92,7 @@ Paste any of these in another terminal, from this folder:
   401 Invalid token:            ${ws('/rooms/lobby?token=wrong')}
   404 No such room:             ${ws('/rooms/kitchen?token=secret')}
   503 after 3 s (timeout):      ${ws('/rooms/slow?token=secret')}
+  429 past 3 open per user:     run ${ws('/rooms/dev?token=secret&user=ann')} four times at once
 
 The raw bytes, with curl:
 

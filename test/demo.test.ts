@@ -63,6 +63,7 @@ t.test('npm start\'s demo accepts a good token and shows 401, 404 and 503, and s
   const { port, out } = await startDemo(t)
   t.match(out, `node examples/client.mjs 'ws://127.0.0.1:${port}/rooms/lobby?token=secret' chat.v2`)
   t.match(out, 'curl -i -N')
+  t.match(out, '429 past 3 open per user:')
   t.match(out, `In a browser: http://127.0.0.1:${port}/ `)
 
   const page = await fetch(`http://127.0.0.1:${port}/`)
@@ -109,6 +110,16 @@ t.test('npm start\'s demo accepts a good token and shows 401, 404 and 503, and s
   const slow = denied(await connectWs(port, '/rooms/slow?token=secret'))
   t.equal(slow.statusCode, 503)
   t.equal(slow.headers['retry-after'], '5')
+
+  // At most 3 rooms open per user, across both paths; a 4th gets 429.
+  const mine = await Promise.all(['/rooms/lobby', '/rooms/dev', '/http/rooms/dev'].map((path) => connectWs(port, `${path}?token=secret&user=ann`)))
+  t.same(mine.map((outcome) => outcome.accepted), [true, true, true])
+  const fourth = denied(await connectWs(port, '/rooms/lobby?token=secret&user=ann'))
+  t.equal(fourth.statusCode, 429)
+  t.equal(fourth.headers['retry-after'], '10')
+  t.equal(fourth.body, '{"statusCode":429,"code":"FST_WS_GATE_CONNECTION_LIMIT","error":"Too Many Requests","message":"Too many open connections; try again later"}')
+  t.equal(opened(await connectWs(port, '/rooms/lobby?token=secret&user=bob')).accepted, true, 'another user has places of their own')
+  for (const outcome of mine) opened(outcome).ws.close()
 })
 
 t.test('npm start with its port taken: one line on stderr naming PORT, exit code 1', async (t) => {
