@@ -25,8 +25,7 @@
 //
 // Core-level: no Fastify, no ws, no node:http.
 import { randomBytes } from 'node:crypto'
-import { FST_WS_GATE_INVALID_OPTION } from '../errors.js'
-import { FST_WS_GATE_LIMIT_STORE_CLOSED } from '../errors.js'
+import { FST_WS_GATE_INVALID_OPTION, FST_WS_GATE_LIMIT_STORE_CLOSED } from '../errors.js'
 import type { LimitRequest, LimitStore } from './store.js'
 
 /** What to do when the store cannot say whether a connection may open. */

@@ -43,8 +43,7 @@
 // not stay; if that release is lost too, the lease expires after the ttl, as
 // nobody refreshes it.
 import { createHash } from 'node:crypto'
-import { FST_WS_GATE_INVALID_OPTION } from '../errors.js'
-import { FST_WS_GATE_LIMIT_STORE_CLOSED, FST_WS_GATE_LIMIT_STORE_UNAVAILABLE } from '../errors.js'
+import { FST_WS_GATE_INVALID_OPTION, FST_WS_GATE_LIMIT_STORE_CLOSED, FST_WS_GATE_LIMIT_STORE_UNAVAILABLE } from '../errors.js'
 import type { AcquireResult, LimitStore } from './store.js'
 
 /**
