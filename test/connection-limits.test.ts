@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import diagnostics from 'node:diagnostics_channel'
 import Fastify from 'fastify'
 import t from 'tap'
-import fastifyWsGate, { accept, asgi, HANDSHAKE_CHANNEL, memoryLimitStore, reject, type HandshakeEvent } from '../lib/index.js'
+import fastifyWsGate, { accept, asgi, errors, HANDSHAKE_CHANNEL, memoryLimitStore, reject, type HandshakeEvent } from '../lib/index.js'
 import { connectWs, denied, eventually, logsAbove, opened, start } from './helpers.js'
 import { h2connect, h2session } from './h2-helpers.js'
 
@@ -166,4 +166,48 @@ t.test('options are checked at startup', async (t) => {
     t.match(err?.message, message)
     await app.close()
   }
+})
+
+t.test('a lease this node can no longer prove (its refreshes fail) closes its connection with 1013; the failures are logged', async (t) => {
+  const store = memoryLimitStore()
+  const flaky = {
+    acquire: store.acquire.bind(store),
+    release: store.release.bind(store),
+    refresh: async () => { throw new errors.FST_WS_GATE_LIMIT_STORE_UNAVAILABLE('refresh: connection lost') },
+    close: store.close.bind(store)
+  }
+  const { port, app, logs } = await start(t, (app) => {
+    app.get('/ws', { websocket: true, connectionLimit: { key: () => 'k', max: 1 } }, () => {})
+  }, { connectionLimits: { store: flaky, leaseTtl: 300 } })
+  const open = opened(await connectWs(port, '/ws'))
+  const [code, reason] = await once(open.ws, 'close') as [number, Buffer]
+  t.equal(code, 1013)
+  t.equal(String(reason), 'Connection limit could not be confirmed')
+  t.ok(await eventually(() => app.wsGate.leases === 0))
+  t.same(logsAbove(logs, 30).map((line) => line.msg).filter((msg, i, all) => all.indexOf(msg) === i).sort(), [
+    'connection closed: its connection limit lease could not be confirmed',
+    'connection limit store failure'
+  ])
+})
+
+t.test('an asgi() application whose accept waited for its limits, then was refused by verifyClient, hears websocket.disconnect', async (t) => {
+  let heard: string | undefined
+  const { port, app } = await start(t, (app) => {
+    app.get('/asgi', {
+      ...asgi(async (_scope, receive, send) => {
+        await receive()
+        await send({ type: 'websocket.accept' })
+        heard = (await receive()).type
+      }),
+      connectionLimit: { key: () => 'a', max: 1 }
+    })
+  }, { websocket: { options: { verifyClient: () => false } } })
+  t.equal(denied(await connectWs(port, '/asgi')).statusCode, 401)
+  t.ok(await eventually(() => heard === 'websocket.disconnect'))
+  t.equal(app.wsGate.leases, 0)
+})
+
+t.test('an app without connection limits counts no leases', async (t) => {
+  const { app } = await start(t, (app) => { app.get('/ws', { websocket: true }, () => {}) })
+  t.equal(app.wsGate.leases, 0)
 })

@@ -12,7 +12,7 @@ function checkShape (t: tap.Test, gate: Record<string | symbol, unknown>) {
   t.type(gate.reject, 'function')
   t.equal(gate[Symbol.for('fastify.display-name')], 'fastify-ws-gate')
   t.strictSame(gate[Symbol.for('plugin-meta')], { fastify: '5.x', name: 'fastify-ws-gate' })
-  t.strictSame(Object.keys(gate).sort(), ['HANDSHAKE_CHANNEL', 'accept', 'asgi', 'default', 'errors', 'fastifyWsGate', 'reject'])
+  t.strictSame(Object.keys(gate).sort(), ['HANDSHAKE_CHANNEL', 'accept', 'asgi', 'default', 'errors', 'fastifyWsGate', 'memoryLimitStore', 'redisLimitStore', 'reject'])
 }
 
 t.test('require() of the source returns the plugin with its named exports', async (t) => {
@@ -25,9 +25,9 @@ t.test('the built package has the same shape through require() and import', asyn
   // import() of a CommonJS module: the default export is module.exports, and
   // the named exports are the names Node's lexer finds in dist/index.js.
   const esm = await import('fastify-ws-gate')
-  t.strictSame(Object.keys(esm).sort(), ['HANDSHAKE_CHANNEL', 'accept', 'asgi', 'default', 'errors', 'fastifyWsGate', 'reject'])
+  t.strictSame(Object.keys(esm).sort(), ['HANDSHAKE_CHANNEL', 'accept', 'asgi', 'default', 'errors', 'fastifyWsGate', 'memoryLimitStore', 'redisLimitStore', 'reject'])
   t.equal(esm.default, gate)
-  for (const name of ['HANDSHAKE_CHANNEL', 'accept', 'asgi', 'errors', 'fastifyWsGate', 'reject'] as const) {
+  for (const name of ['HANDSHAKE_CHANNEL', 'accept', 'asgi', 'errors', 'fastifyWsGate', 'memoryLimitStore', 'redisLimitStore', 'reject'] as const) {
     t.equal(esm[name], gate[name], `import { ${name} } is require().${name}`)
   }
 })
@@ -39,10 +39,10 @@ t.test('every error code is exported, prefixed and documented', async (t) => {
   t.strictSame(codes.sort(), [
     'FST_WS_GATE_ASGI_CLIENT_DISCONNECTED', 'FST_WS_GATE_ASGI_INCOMPLETE_RESPONSE', 'FST_WS_GATE_ASGI_INVALID_MESSAGE',
     'FST_WS_GATE_ASGI_NO_DECISION', 'FST_WS_GATE_ASGI_UNEXPECTED_MESSAGE', 'FST_WS_GATE_BAD_REQUEST',
-    'FST_WS_GATE_BODY_STREAM_ERROR', 'FST_WS_GATE_CLIENT_CLOSED', 'FST_WS_GATE_FORBIDDEN_HEADER',
+    'FST_WS_GATE_BODY_STREAM_ERROR', 'FST_WS_GATE_CLIENT_CLOSED', 'FST_WS_GATE_CONNECTION_LIMIT', 'FST_WS_GATE_FORBIDDEN_HEADER',
     'FST_WS_GATE_HANDSHAKE_TIMEOUT', 'FST_WS_GATE_HTTP2_NOT_SUPPORTED', 'FST_WS_GATE_INVALID_BODY', 'FST_WS_GATE_INVALID_DECISION',
     'FST_WS_GATE_INVALID_HEADER', 'FST_WS_GATE_INVALID_OPTION', 'FST_WS_GATE_INVALID_REPLY',
-    'FST_WS_GATE_INVALID_ROUTE_OPTION', 'FST_WS_GATE_INVALID_STATUS', 'FST_WS_GATE_METHOD_NOT_ALLOWED',
+    'FST_WS_GATE_INVALID_ROUTE_OPTION', 'FST_WS_GATE_INVALID_STATUS', 'FST_WS_GATE_LIMIT_STORE_CLOSED', 'FST_WS_GATE_LIMIT_STORE_UNAVAILABLE', 'FST_WS_GATE_METHOD_NOT_ALLOWED',
     'FST_WS_GATE_NON_ERROR_THROWN', 'FST_WS_GATE_NOT_WEBSOCKET_ROUTE', 'FST_WS_GATE_ORIGIN_NOT_ALLOWED',
     'FST_WS_GATE_OVERLOADED', 'FST_WS_GATE_PROTOCOL_NOT_OFFERED', 'FST_WS_GATE_REGISTERED_AFTER_ROUTES',
     'FST_WS_GATE_REGISTRATION', 'FST_WS_GATE_SHUTTING_DOWN', 'FST_WS_GATE_UNGATED_ROUTE', 'FST_WS_GATE_UNSUPPORTED_VERSION'

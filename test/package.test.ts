@@ -23,12 +23,12 @@ const REPOSITORY = 'https://github.com/fastify-ws-gate/fastify-ws-gate'
 const TSC = require.resolve('typescript/bin/tsc')
 
 // The public surface: the values (besides the default export) and the types.
-const VALUES = ['HANDSHAKE_CHANNEL', 'accept', 'asgi', 'errors', 'fastifyWsGate', 'reject']
+const VALUES = ['HANDSHAKE_CHANNEL', 'accept', 'asgi', 'errors', 'fastifyWsGate', 'memoryLimitStore', 'redisLimitStore', 'reject']
 const TYPES = [
-  'AcceptDecision', 'AcceptOptions', 'AsgiApp', 'AsgiHeaders', 'AsgiOptions', 'AsgiReceive', 'AsgiReceiveMessage',
-  'AsgiRouteOptions', 'AsgiSend', 'AsgiSendMessage', 'Bytes', 'DenialBody', 'FastifyWsGateOptions', 'HandshakeContext',
+  'AcceptDecision', 'AcceptOptions', 'AcquireResult', 'AsgiApp', 'AsgiHeaders', 'AsgiOptions', 'AsgiReceive', 'AsgiReceiveMessage',
+  'AsgiRouteOptions', 'AsgiSend', 'AsgiSendMessage', 'Bytes', 'ConnectionLimit', 'ConnectionLimitsOptions', 'DenialBody', 'FastifyWsGateOptions', 'HandshakeContext',
   'HandshakeDecision', 'HandshakeEvent', 'HandshakeHandler', 'HeadersInput', 'InjectHandshakeOptions', 'InjectedAccept',
-  'InjectedDenial', 'InjectedHandshake', 'RejectDecision', 'RejectOptions', 'RejectVia', 'WebSocketAcceptEvent',
+  'InjectedDenial', 'InjectedHandshake', 'LimitRequest', 'LimitStore', 'MemoryLimitStoreOptions', 'RedisLimitStoreOptions', 'RejectDecision', 'RejectOptions', 'RejectVia', 'WebSocketAcceptEvent',
   'WebSocketCloseEvent', 'WebSocketConnectEvent', 'WebSocketDisconnectEvent', 'WebSocketReceiveEvent',
   'WebSocketResponseBodyEvent', 'WebSocketResponseStartEvent', 'WebSocketScope', 'WebSocketSendEvent', 'WsGateStats'
 ]

@@ -80,8 +80,9 @@ export class Upgrade implements Reported, HandshakeOwner {
     this.#rules = rules
   }
 
-  limits (): readonly LimitRequest[] | undefined {
-    return this.#rules === undefined ? undefined : limitsOf(this.#rules, this.request as FastifyRequest)
+  // Asked only on routes with limits (the handshake has a limiter only then).
+  limits (): readonly LimitRequest[] {
+    return limitsOf(this.#rules as Rules, this.request as FastifyRequest)
   }
 
   get log (): FastifyRequest['log'] {

@@ -202,3 +202,21 @@ t.test('acceptAsIs: a route without a decision of its own takes its limits, then
   handshake(broken, shared).acceptAsIs()
   t.same(broken.calls[0], ['settled', 'failed', 500])
 })
+
+t.test('a store that fails after the client left: nothing more is sent', async (t) => {
+  let fail: (() => void) | undefined
+  const failing: LimitStore = {
+    acquire: () => new Promise((_resolve, reject) => { fail = () => { reject(new FST_WS_GATE_LIMIT_STORE_UNAVAILABLE('acquire: timed out')) } }),
+    release: async () => {},
+    refresh: async () => {},
+    close: async () => {}
+  }
+  const fake = owner(ONE)
+  const engine = handshake(fake, limiter(t, failing))
+  engine.apply(accept())
+  engine.gone()
+  ;(fail as () => void)()
+  await until(() => false)
+  t.same(fake.calls, [['watch'], ['settled', 'gone', undefined]])
+  t.notOk(fake.logs.includes('handshake refused: the connection limit store is unavailable'))
+})
