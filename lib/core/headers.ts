@@ -3,9 +3,11 @@
 // WebSocket headers every wire reads the same way (Sec-WebSocket-Protocol).
 // Protocol-free: no wire, no Fastify.
 import {
+  FST_WS_GATE_BAD_REQUEST,
   FST_WS_GATE_FORBIDDEN_HEADER,
   FST_WS_GATE_INVALID_HEADER,
-  FST_WS_GATE_INVALID_STATUS
+  FST_WS_GATE_INVALID_STATUS,
+  FST_WS_GATE_UNSUPPORTED_VERSION
 } from '../errors.js'
 import { statusText } from './status.js'
 
@@ -195,4 +197,19 @@ export function parseProtocols (value: string | undefined): string[] | null {
 export interface RequestProblem {
   error: Error & { statusCode: number, code: string }
   headers: HeaderPairs
+}
+
+/**
+ * The checks a WebSocket handshake request has over either protocol (RFC 6455
+ * §4.2.1, RFC 8441 §5): version 13, and a well-formed subprotocol list, which
+ * it returns.
+ */
+export function checkWebSocketFields (version: string | undefined, protocols: string | undefined): string[] | RequestProblem {
+  if (version === undefined || trimOWS(version) !== '13') {
+    return {
+      error: new FST_WS_GATE_UNSUPPORTED_VERSION(version === undefined ? '(none)' : JSON.stringify(version)),
+      headers: [['Sec-WebSocket-Version', '13']]
+    }
+  }
+  return parseProtocols(protocols) ?? { error: new FST_WS_GATE_BAD_REQUEST('Invalid Sec-WebSocket-Protocol header'), headers: [] }
 }

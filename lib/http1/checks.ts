@@ -2,12 +2,8 @@
 // made before any application code sees it: what is malformed gets its
 // status here, the rest the subprotocols it offers.
 import type { IncomingHttpHeaders } from 'node:http'
-import {
-  FST_WS_GATE_BAD_REQUEST,
-  FST_WS_GATE_METHOD_NOT_ALLOWED,
-  FST_WS_GATE_UNSUPPORTED_VERSION
-} from '../errors.js'
-import { parseProtocols, trimOWS, type RequestProblem } from '../core/headers.js'
+import { FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_METHOD_NOT_ALLOWED } from '../errors.js'
+import { checkWebSocketFields, trimOWS, type RequestProblem } from '../core/headers.js'
 
 export interface UpgradeRequest {
   method?: string
@@ -71,15 +67,7 @@ export function checkUpgrade (req: UpgradeRequest, requireHost: boolean): string
   if (key === undefined || !isWebSocketKey(key)) {
     return bad('Missing or invalid Sec-WebSocket-Key header')
   }
-  const version = headers['sec-websocket-version']
-  if (version === undefined || trimOWS(version) !== '13') {
-    return {
-      error: new FST_WS_GATE_UNSUPPORTED_VERSION(version === undefined ? '(none)' : JSON.stringify(version)),
-      headers: [['Sec-WebSocket-Version', '13']]
-    }
-  }
-  const protocols = parseProtocols(headers['sec-websocket-protocol'])
-  return protocols ?? bad('Invalid Sec-WebSocket-Protocol header')
+  return checkWebSocketFields(headers['sec-websocket-version'], headers['sec-websocket-protocol'])
 }
 
 // Node keeps the first of several Host lines in `headers`; the raw list has them all.

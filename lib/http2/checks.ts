@@ -4,8 +4,8 @@
 // subprotocols it offers. There is no key, no Upgrade and no Connection
 // header over HTTP/2: the stream is the connection.
 import type { IncomingHttpHeaders } from 'node:http2'
-import { FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_METHOD_NOT_ALLOWED, FST_WS_GATE_UNSUPPORTED_VERSION } from '../errors.js'
-import { parseProtocols, trimOWS, type RequestProblem } from '../core/headers.js'
+import { FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_METHOD_NOT_ALLOWED } from '../errors.js'
+import { checkWebSocketFields, type RequestProblem } from '../core/headers.js'
 
 /**
  * The subprotocols offered, or the reason the request cannot be a WebSocket
@@ -27,15 +27,7 @@ export function checkConnect (headers: IncomingHttpHeaders): string[] | RequestP
   if (scheme !== 'https' && scheme !== 'http') {
     return bad('An extended CONNECT needs :scheme "https" or "http"')
   }
-  const version = headers['sec-websocket-version']
-  if (version === undefined || trimOWS(version) !== '13') {
-    return {
-      error: new FST_WS_GATE_UNSUPPORTED_VERSION(version === undefined ? '(none)' : JSON.stringify(version)),
-      headers: [['Sec-WebSocket-Version', '13']]
-    }
-  }
-  const protocols = parseProtocols(headers['sec-websocket-protocol'])
-  return protocols ?? bad('Invalid Sec-WebSocket-Protocol header')
+  return checkWebSocketFields(headers['sec-websocket-version'], headers['sec-websocket-protocol'])
 }
 
 function bad (message: string): RequestProblem {
