@@ -113,7 +113,7 @@ t.test('a client that resets its stream during a streamed denial body: the body 
   t.same(logsAbove(logs, 30), [])
 })
 
-t.test('shutdown: a pending handshake gets 503 with Retry-After, an open WebSocket 1001, a new handshake 503, and close() settles', async (t) => {
+t.test('shutdown: a pending handshake gets 503 with Retry-After, an open WebSocket 1001, the session a GOAWAY, and close() settles', async (t) => {
   const app = Fastify({ http2: true, forceCloseConnections: true })
   await app.register(fastifyWsGate)
   app.get('/slow', { websocket: true, handshake: () => new Promise(() => {}) }, () => {})
@@ -125,6 +125,7 @@ t.test('shutdown: a pending handshake gets 503 with Retry-After, an open WebSock
   const pending = h2connect(session, '/slow')
   await eventually(() => app.wsGate.pending === 1)
   const closing = once(open.ws!, 'close')
+  const goaway = once(session, 'goaway')
   const closed = app.close()
   const answer = await pending
   t.equal(answer.status, 503)
@@ -134,6 +135,8 @@ t.test('shutdown: a pending handshake gets 503 with Retry-After, an open WebSock
   t.equal(code, 1001)
   await closed
   t.equal(app.server.listening, false, 'close() settled')
+  const [errorCode] = await goaway as [number]
+  t.equal(errorCode, http2.constants.NGHTTP2_NO_ERROR, 'the session got a GOAWAY (forceCloseConnections), once its WebSocket and handshake streams were answered')
 })
 
 t.test('handshakes that arrive during shutdown, or past maxPendingHandshakes, are answered before routing', async (t) => {
