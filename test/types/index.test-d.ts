@@ -3,7 +3,8 @@
 import Fastify, { type FastifyRequest } from 'fastify'
 import fastifyWsGate, {
   accept, asgi, errors, fastifyWsGate as plugin, HANDSHAKE_CHANNEL, reject, type AcceptDecision, type AsgiApp, type AsgiReceiveMessage, type HandshakeContext,
-  type HandshakeDecision, type HandshakeHandler, type InjectedHandshake, type RejectDecision, type RejectVia, type WebSocketScope
+  type HandshakeDecision, type HandshakeHandler, type InjectedHandshake, type RejectDecision, type RejectVia, type WebSocketScope,
+  memoryLimitStore, redisLimitStore, type ConnectionLimit, type ConnectionLimitsOptions, type LimitStore
 } from '../../lib/index.js'
 
 const app = Fastify()
@@ -163,3 +164,27 @@ async function injected (): Promise<void> {
   await app.injectHandshake('/x', { query: { n: 1 } })
 }
 console.log(via, injected)
+
+// Connection limits: the stores, the plugin option, and a route's limits,
+// whose key sees the route's typed request.
+{
+  const store: LimitStore = memoryLimitStore()
+  const client = { evalsha: async () => null, eval: async () => null }
+  const shared: LimitStore = redisLimitStore({ client, prefix: 'chat', timeout: 500 })
+  const limits: ConnectionLimitsOptions = { store, leaseTtl: 15_000, onStoreError: 'allow', retryAfter: 10 }
+  app.register(fastifyWsGate, { connectionLimits: limits, http2: false })
+  app.register(fastifyWsGate, { connectionLimits: { store: shared } })
+  // @ts-expect-error onStoreError is 'deny' or 'allow'
+  app.register(fastifyWsGate, { connectionLimits: { onStoreError: 'maybe' } })
+  app.get<{ Params: { room: string } }>('/limited/:room', {
+    websocket: true,
+    handshake: () => accept(),
+    connectionLimit: [{ key: (request) => `room:${request.params.room}`, max: 100 }, { key: (request) => request.ip, max: 5 }]
+  }, () => {})
+  const one: ConnectionLimit = { key: () => undefined, max: 1 }
+  app.get('/one', { websocket: true, connectionLimit: one }, () => {})
+  // @ts-expect-error a key returns a string or undefined
+  app.get('/bad', { websocket: true, connectionLimit: { key: () => 42, max: 1 } }, () => {})
+  const leases: number = app.wsGate.leases
+  console.log(leases)
+}
