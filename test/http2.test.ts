@@ -162,3 +162,30 @@ t.test('http2: false: the setting is not advertised, and Node resets an extended
   const refused = await h2connect(session, '/ws').catch((err: Error) => err.message)
   t.equal(refused, `stream closed before a response (code ${http2.constants.NGHTTP2_PROTOCOL_ERROR})`)
 })
+
+t.test('allowedOrigins and handshakeTimeout hold over HTTP/2 as over HTTP/1.1', async (t) => {
+  let aborted: unknown
+  const { port, app } = await start(t, (app) => {
+    app.get('/ws', { websocket: true, allowedOrigins: ['https://app.example'], handshake: () => accept() }, (socket) => { socket.send('hi') })
+    app.get('/slow', {
+      websocket: true,
+      handshakeTimeout: 100,
+      handshake: (_request, { signal }) => new Promise(() => { signal.addEventListener('abort', () => { aborted = signal.reason }) })
+    }, () => {})
+  }, {}, H2 as never)
+  const session = await h2session(port)
+  t.teardown(() => session.destroy())
+  const foreign = await h2connect(session, '/ws', { headers: { origin: 'https://evil.example' } })
+  t.equal(foreign.status, 403)
+  t.equal(JSON.parse(foreign.body).code, 'FST_WS_GATE_ORIGIN_NOT_ALLOWED')
+  const own = await h2connect(session, '/ws', { headers: { origin: 'https://app.example' } })
+  t.equal(own.status, 200)
+  t.equal(await nextMessage(own.ws!), 'hi')
+  own.ws!.close()
+  const slow = await h2connect(session, '/slow')
+  t.equal(slow.status, 503)
+  t.equal(slow.headers['retry-after'], '5')
+  t.equal(JSON.parse(slow.body).code, 'FST_WS_GATE_HANDSHAKE_TIMEOUT')
+  t.equal((aborted as { code?: string } | undefined)?.code, 'FST_WS_GATE_HANDSHAKE_TIMEOUT')
+  t.equal(app.wsGate.pending, 0)
+})
