@@ -117,6 +117,10 @@ export class AsgiSession {
   }
 
   #sendHandshake (message: AsgiSendMessage): void {
+    // An accept is being counted against its connection limits: the decision is taken.
+    if (this.#handshake.admitting) {
+      throw new FST_WS_GATE_ASGI_UNEXPECTED_MESSAGE(`Unexpected ASGI message '${message.type}', after sending 'websocket.accept'.`)
+    }
     switch (message.type) {
       case 'websocket.accept':
         this.#decide(() => {

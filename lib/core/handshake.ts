@@ -27,7 +27,7 @@ import {
   FST_WS_GATE_SHUTTING_DOWN
 } from '../errors.js'
 import { FST_WS_GATE_CONNECTION_LIMIT } from '../errors.js'
-import type { LeaseKeeper } from '../limits/leases.js'
+import type { Admission, LeaseKeeper } from '../limits/leases.js'
 import type { LimitRequest } from '../limits/store.js'
 import { isAccept, isDecision } from './decision.js'
 import { checkDenial, describe, discardBody, errorDenial, prepareDenial, type Denial } from './denial.js'
@@ -165,7 +165,7 @@ export class HandshakeRegistry {
 
 export class Handshake {
   readonly protocols: readonly string[]
-  /** Told when the client leaves, the handshake times out or the server shuts down, for faces whose application must hear of it (ASGI). */
+  /** Told when the client leaves, the handshake times out, the server shuts down, or an accept is refused by its connection limits (or their store), for faces whose application must hear of it (ASGI). */
   onAbandoned: ((reason: Error) => void) | undefined = undefined
   /** Told once an accept that waited for its connection limits has been handed to the owner, for faces that must know it went out (ASGI). */
   onAdmitted: (() => void) | undefined = undefined
@@ -327,23 +327,12 @@ export class Handshake {
     // owner watches for the client leaving, as while the decision was pending.
     this.watch()
     limiter.keeper.acquire(limits).then((admission) => {
-      if (this.#state !== 'admitting') {
-        if (admission.ok) limiter.keeper.release(admission.lease) // never rejects
-        return
+      try {
+        this.#admitted(admission, limiter, protocol, headers)
+      } catch (err) {
+        // An owner's answer that threw (an app's verifyClient, a 'connection' listener).
+        this.invalid(err)
       }
-      if (admission.ok) {
-        if (admission.error !== undefined) this.#owner.log.warn({ err: admission.error }, 'connection admitted while the connection limit store is unavailable (onStoreError: allow)')
-        this.#settle('accepted', 101)
-        this.#owner.accept(protocol, headers, admission.lease)
-        this.onAdmitted?.()
-        return
-      }
-      this.#owner.log.debug({ key: admission.key }, 'handshake refused: connection limit reached')
-      const err = new FST_WS_GATE_CONNECTION_LIMIT()
-      this.#settle('limited', 429)
-      this.onAbandoned?.(err)
-      if (this.#closeFrame) this.#owner.refuse(toRefusal(429, err.message, limiter.retryAfter, this.protocols))
-      else this.#owner.deny(errorDenial(err, limiter.retryAfter))
     }, (err: Error & { statusCode: number, code: string }) => {
       if (this.#state !== 'admitting') return
       this.#owner.log.error({ err }, 'handshake refused: the connection limit store is unavailable')
@@ -351,6 +340,26 @@ export class Handshake {
       this.onAbandoned?.(err)
       this.#owner.deny(errorDenial(err, RETRY_LATER))
     })
+  }
+
+  #admitted (admission: Admission, limiter: Limiter, protocol: string | undefined, headers: HeaderPairs | undefined): void {
+    if (this.#state !== 'admitting') {
+      if (admission.ok) limiter.keeper.release(admission.lease) // never rejects
+      return
+    }
+    if (admission.ok) {
+      if (admission.error !== undefined) this.#owner.log.warn({ err: admission.error }, 'connection admitted while the connection limit store is unavailable (onStoreError: allow)')
+      this.#settle('accepted', 101)
+      this.#owner.accept(protocol, headers, admission.lease)
+      this.onAdmitted?.()
+      return
+    }
+    this.#owner.log.debug({ key: admission.key }, 'handshake refused: connection limit reached')
+    const err = new FST_WS_GATE_CONNECTION_LIMIT()
+    this.#settle('limited', 429)
+    this.onAbandoned?.(err)
+    if (this.#closeFrame) this.#owner.refuse(toRefusal(429, err.message, limiter.retryAfter, this.protocols))
+    else this.#owner.deny(errorDenial(err, limiter.retryAfter))
   }
 
   #deny (denial: Denial): void {

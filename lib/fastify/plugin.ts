@@ -24,7 +24,7 @@
 // would run it.
 import { EventEmitter } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Http2SecureServer, Http2Server, Http2ServerRequest, Http2ServerResponse } from 'node:http2'
+import type { Http2SecureServer, Http2Server, Http2ServerRequest, Http2ServerResponse, ServerHttp2Session } from 'node:http2'
 import type { Duplex } from 'node:stream'
 import fastifyWebsocket from '@fastify/websocket'
 import type {
@@ -34,7 +34,7 @@ import fp from 'fastify-plugin'
 import type { WebSocket, WebSocketServer } from 'ws'
 import {
   FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_HTTP2_NOT_SUPPORTED, FST_WS_GATE_INVALID_OPTION, FST_WS_GATE_INVALID_REPLY,
-  FST_WS_GATE_INVALID_ROUTE_OPTION, FST_WS_GATE_NOT_WEBSOCKET_ROUTE,
+  FST_WS_GATE_INVALID_ROUTE_OPTION, FST_WS_GATE_METHOD_NOT_ALLOWED, FST_WS_GATE_NOT_WEBSOCKET_ROUTE,
   FST_WS_GATE_ORIGIN_NOT_ALLOWED, FST_WS_GATE_OVERLOADED, FST_WS_GATE_REGISTERED_AFTER_ROUTES, FST_WS_GATE_REGISTRATION,
   FST_WS_GATE_SHUTTING_DOWN, FST_WS_GATE_UNGATED_ROUTE
 } from '../errors.js'
@@ -70,6 +70,13 @@ const kInstalled = Symbol('fastify-ws-gate.installed')
 // handler: the route's WebSocket handler, which the gate runs itself for a
 // handshake over HTTP/2.
 const kWsHandler = Symbol('fastify-ws-gate.wsHandler')
+// On an HTTP/2 session: its handshakes counted against maxPendingHandshakes
+// now. One connection can open streams for next to nothing (Node allows 2^32
+// concurrent streams by default), where over HTTP/1.1 each pending handshake
+// costs a TCP connection; past MAX_PENDING_PER_SESSION, a session's new
+// handshakes are shed, so that one client cannot take every pending place.
+const kSessionPending = Symbol('fastify-ws-gate.sessionPending')
+const MAX_PENDING_PER_SESSION = 128
 // How long app.close() waits for a client to answer close code 1001.
 const CLOSE_GRACE = 2000
 
@@ -77,6 +84,10 @@ type RequestListener = (req: IncomingMessage, res: ServerResponse) => void
 type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void
 type WebSocketHandler = (this: FastifyInstance, socket: WebSocket, request: FastifyRequest) => unknown
 type ErrorHandler = (this: FastifyInstance, error: Error, socket: WebSocket, request: FastifyRequest, reply: FastifyReply) => void
+
+interface PendingSession extends ServerHttp2Session {
+  [kSessionPending]?: number
+}
 
 interface GateRequest extends IncomingMessage {
   [kUpgrade]?: Upgrade | undefined
@@ -121,9 +132,6 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   if (connectionLimits !== undefined && (typeof connectionLimits !== 'object' || connectionLimits === null)) {
     throw new FST_WS_GATE_INVALID_OPTION('connectionLimits', 'must be an object')
   }
-  // This node's leases: made at registration when the option is given, else
-  // with the first route that has limits (the in-process store).
-  let leases = connectionLimits === undefined ? undefined : new Leases(connectionLimits, fastify.log)
   if (http2Option !== undefined && typeof http2Option !== 'boolean') {
     throw new FST_WS_GATE_INVALID_OPTION('http2', 'must be a boolean')
   }
@@ -154,6 +162,10 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   let http2 = fastify.initialConfig.http2 === true && http2Option !== false
   if (http2 && fastify.hasDecorator('websocketServer')) throw new FST_WS_GATE_HTTP2_NOT_SUPPORTED()
   server[kInstalled] = true
+  // This node's leases: made once the registration checks have passed when
+  // the option is given, else with the first route that has limits (the
+  // in-process store).
+  let leases = connectionLimits === undefined ? undefined : new Leases(connectionLimits, fastify.log)
   const requireHost = server.requireHostHeader !== false
   // Routes declared before the gate never had their options read: their
   // upgrades are refused (the onRequest hook below). Fastify cannot tell us
@@ -342,6 +354,15 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   // HTTP/2 session. The same checks, answers and routing as an upgrade; the
   // request is routed as the GET of the route it names.
   function onConnect (req: Http2ServerRequest, res: Http2ServerResponse): void {
+    // With https.allowHTTP1, an HTTP/1.1 CONNECT comes here too, as
+    // (IncomingMessage, socket, head): no route serves a tunnel, so it is
+    // answered 405 on its socket, as an upgrade with another method is.
+    if (req.httpVersionMajor !== 2) {
+      const socket = res as unknown as Duplex
+      publishEarly(req.url, 'rejected', 405)
+      writeDenial(socket, errorDenial(new FST_WS_GATE_METHOD_NOT_ALLOWED('CONNECT'), ALLOW_GET), fastify.log, limits)
+      return
+    }
     const { headers } = req
     const stream = req.stream
     const checked = checkConnect(headers)
@@ -355,6 +376,10 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       shed++
       fastify.log.debug({ statusCode: 503, pending: inflight }, 'upgrade shed: too many pending handshakes')
       early = { error: new FST_WS_GATE_OVERLOADED(maxPendingHandshakes), headers: RETRY_LATER }
+    } else if (((stream.session as PendingSession)[kSessionPending] ?? 0) >= MAX_PENDING_PER_SESSION) {
+      shed++
+      fastify.log.debug({ statusCode: 503, pending: MAX_PENDING_PER_SESSION }, 'upgrade shed: too many pending handshakes on one HTTP/2 session')
+      early = { error: new FST_WS_GATE_OVERLOADED(`${MAX_PENDING_PER_SESSION} on one HTTP/2 connection`), headers: RETRY_LATER }
     }
     if (early !== undefined) {
       publishEarly(req.url, early.error.code === 'FST_WS_GATE_OVERLOADED' ? 'shed' : 'rejected', early.error.statusCode)
@@ -365,6 +390,8 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     const wire = upgrade.wire = new Http2Upgrade(req as unknown as IncomingMessage, stream, checked as string[], limits, upgrade, sessionTimeout)
     ;(req as unknown as GateRequest)[kUpgrade] = upgrade
     inflight++
+    const session = stream.session as PendingSession
+    session[kSessionPending] = (session[kSessionPending] ?? 0) + 1
     ;(req as { method: string }).method = 'GET'
     fastify.routing(req as never, res as never)
     if (upgrade.route === null) wire.hold()
@@ -390,7 +417,8 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       errorHandler.call(instance, err as Error, ws, request, reply)
       return
     }
-    if (result instanceof Promise) result.catch((err: Error) => { errorHandler.call(instance, err, ws, request, reply) })
+    // As @fastify/websocket: anything with a catch() is a promise of the handler's outcome.
+    if (typeof (result as Promise<unknown> | null)?.catch === 'function') (result as Promise<unknown>).catch((err: Error) => { errorHandler.call(instance, err, ws, request, reply) })
   }
 
   // Every outcome of an upgrade that passed the checks comes here, once: it
@@ -400,6 +428,10 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     if (upgrade.finished) return
     upgrade.finished = true
     inflight--
+    if (upgrade.wire instanceof Http2Upgrade) {
+      const session = upgrade.wire.session as PendingSession
+      session[kSessionPending] = (session[kSessionPending] as number) - 1
+    }
     publish(upgrade, outcome, status)
     const { request, reply } = upgrade
     if (logged === null || request === undefined || reply === undefined) return
@@ -407,8 +439,8 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     logCompleted(request, reply)
   }
 
-  // The one place where an upgrade is handed to ws: only one the gate
-  // admitted (a plain WebSocket route's, or an accepted handshake's); the
+  // Where an HTTP/1.1 upgrade is handed to ws (an HTTP/2 one goes from the
+  // route's wrapper, openStream): only one the gate admitted (a plain WebSocket route's, or an accepted handshake's); the
   // hand-over answers 503 itself once shutdown has begun.
   wss.handleUpgrade = function gateHandleUpgrade (req: IncomingMessage, socket: Duplex, _head: Buffer, done: (ws: WebSocket, req: IncomingMessage) => void) {
     const upgrade = upgradeOf(req)
@@ -461,11 +493,14 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     }
     upgrade.wire.replied()
     // Over HTTP/2 the stream ends, and the session lives on.
-    if (upgrade.wire instanceof Http1Upgrade) reply.header('connection', 'close')
-    const { statusMessage } = reply.raw
-    if (statusMessage !== undefined && !isStatusMessage(statusMessage)) {
-      request.log.error({ err: new FST_WS_GATE_INVALID_REPLY(`status message ${JSON.stringify(statusMessage)}`) }, 'invalid reply to an upgrade request')
-      reply.raw.statusMessage = ''
+    // (HTTP/2 has no status message: Node warns when it is read.)
+    if (upgrade.wire instanceof Http1Upgrade) {
+      reply.header('connection', 'close')
+      const { statusMessage } = reply.raw
+      if (statusMessage !== undefined && !isStatusMessage(statusMessage)) {
+        request.log.error({ err: new FST_WS_GATE_INVALID_REPLY(`status message ${JSON.stringify(statusMessage)}`) }, 'invalid reply to an upgrade request')
+        reply.raw.statusMessage = ''
+      }
     }
     upgrade.route ??= request.routeOptions.url ?? null
     if (reply.statusCode < 200) {
@@ -578,7 +613,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
       upgrade.handle(this, proceed, rules)
       if (handshake === undefined) {
         // No decision of its own, but limits to take first.
-        new Handshake(upgrade.wire.offered, upgrade, settings, false).acceptAsIs()
+        new Handshake(upgrade.wire.offered, upgrade, settings, closesWithFrame(via, request.headers)).acceptAsIs()
         return
       }
       const engine = new Handshake(upgrade.wire.offered, upgrade, settings, closesWithFrame(via, request.headers))
@@ -589,6 +624,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
 }
 
 const INTERNAL_ERROR = { statusCode: 500, message: 'Internal Server Error' }
+const ALLOW_GET: HeaderPairs = [['Allow', 'GET']]
 
 // @fastify/websocket's, for a connection it did not see (one over HTTP/2).
 function defaultErrorHandler (error: Error, socket: WebSocket, request: FastifyRequest): void {

@@ -1,5 +1,5 @@
 // One upgrade as the Fastify face sees it, from the gate's checks to its
-// outcome: the HTTP/1.1 wire that owns its socket, the route's handshake (it
+// outcome: the wire that owns its socket or stream (HTTP/1.1 or HTTP/2), the route's handshake (it
 // is the handshake's owner: it turns answers into the wire's work and
 // Fastify's reply), and what the outcome is reported with.
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
@@ -30,7 +30,7 @@ export class Upgrade implements Reported, HandshakeOwner {
   finished = false
   route: string | null = null
   readonly started = started()
-  /** What the next answer on the wire means (set by whoever answers); a 101 otherwise means accepted. */
+  /** What the next answer on the wire means (set by whoever answers); a completed handshake (101, or :status 200) otherwise means accepted. */
   expected: HandshakeEvent['outcome'] | undefined = undefined
   /** A close-frame refusal's reject() status: the outcome's status when its 101 goes out. */
   refusal: number | undefined = undefined

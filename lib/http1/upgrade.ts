@@ -196,6 +196,8 @@ export class Http1Upgrade {
   /** An answer failed after it had started: nothing more can be written. */
   cut (): void {
     this.socket.destroy()
+    // Nothing more goes out: if the answer had not (ws threw before the 101), that is the outcome.
+    this.#done(null)
   }
 
   #done (status: number | null): void {

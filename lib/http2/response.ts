@@ -1,5 +1,5 @@
-// The HTTP/2 response writer: a denial (or the :status 200 of an accept) as
-// one HEADERS frame and its DATA on the upgrade's stream, a streamed body
+// The HTTP/2 response writer: a denial as one HEADERS frame and its DATA on
+// the upgrade's stream (and the header block of an accept's :status 200), a streamed body
 // with backpressure, then the stream closed with NO_ERROR once the body is
 // out. The session, and every other stream on it, lives on. Only this wire's
 // upgrade (and the checks' answers) call it.
@@ -25,10 +25,13 @@ export function toFields (status: number, headers: HeaderPairs): OutgoingHttpHea
     const name = headers[i][0].toLowerCase()
     if (CONNECTION_SPECIFIC.has(name)) continue
     const value = headers[i][1]
-    const had = fields[name]
-    if (had === undefined) fields[name] = value
+    const had = fields[name] as string | string[] | undefined
+    // Node sends a list as repeated fields, and allows it only for some
+    // names; a repeated field is one field with the values joined (RFC 9110
+    // §5.3), except Set-Cookie, which cannot be joined.
+    if (had === undefined) fields[name] = name === 'set-cookie' ? [value] : value
     else if (Array.isArray(had)) had.push(value)
-    else fields[name] = [had as string, value]
+    else fields[name] = `${had}, ${value}`
   }
   return fields
 }
@@ -55,7 +58,7 @@ function closeWhenFinished (stream: ServerHttp2Stream): void {
 /** Writes a prepared denial on the stream, then closes it; the session lives on. */
 export function writeDenial (stream: ServerHttp2Stream, denial: Denial, log: HandshakeLogger, limits: DenialLimits): void {
   const { status, headers, body } = denial
-  if (stream.destroyed) return
+  if (stream.destroyed || stream.closed) return
   guard(stream, limits.timeout)
   closeWhenFinished(stream)
   // As while the decision was pending, data the client sends is not read

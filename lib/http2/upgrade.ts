@@ -35,6 +35,8 @@ export class Http2Upgrade {
   readonly req: IncomingMessage
   /** The stream the WebSocket would run on: ws reads and writes it as its socket. */
   readonly socket: ServerHttp2Stream
+  /** The stream's session (the stream forgets it once destroyed). */
+  readonly session: ServerHttp2Session
   /** Over HTTP/2 a client sends no frames before the :status 200; any DATA waits in the stream, under flow control. */
   readonly head = EMPTY
   readonly offered: string[]
@@ -50,6 +52,7 @@ export class Http2Upgrade {
   constructor (req: IncomingMessage, stream: ServerHttp2Stream, offered: string[], limits: DenialLimits, reporter: Reporter, idleTimeout: number) {
     this.req = req
     this.socket = stream
+    this.session = stream.session as ServerHttp2Session
     this.offered = offered
     this.#limits = limits
     this.#reporter = reporter
@@ -108,7 +111,7 @@ export class Http2Upgrade {
   /** The accept's :status 200, with the subprotocol, extensions and headers the hand-over gives. */
   respond (headers: HeaderPairs): boolean {
     const stream = this.socket
-    if (stream.destroyed) {
+    if (stream.destroyed || stream.closed) {
       this.#done(null)
       return false
     }
@@ -138,6 +141,7 @@ export class Http2Upgrade {
   /** An answer failed after it had started: nothing more can be sent on this stream. */
   cut (): void {
     this.socket.close(constants.NGHTTP2_INTERNAL_ERROR)
+    this.#done(null)
   }
 
   #done (status: number | null): void {

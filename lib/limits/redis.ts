@@ -3,7 +3,7 @@
 // The package does not depend on a client: the one it is given is typed by
 // the few members used here.
 //
-// The design (issue 20), sound under crashes and clocks:
+// The design, sound under crashes and clocks:
 // - One sorted set per key, one member per lease, its score the lease's
 //   deadline in milliseconds on Redis's clock: every script reads Redis TIME,
 //   never a node's clock, so nodes whose clocks disagree still agree on

@@ -20,7 +20,7 @@ import type { WebSocket, WebSocketServer } from 'ws'
 import { FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_SHUTTING_DOWN } from '../errors.js'
 import { errorDenial, type Denial } from '../core/denial.js'
 import type { HandshakeLogger } from '../core/handshake.js'
-import { checkStatus, RETRY_LATER, toHeaderPairs, type HeaderPairs, type HeadersInput } from '../core/headers.js'
+import { checkStatus, hasHeader, RETRY_LATER, toHeaderPairs, type HeaderPairs, type HeadersInput } from '../core/headers.js'
 
 type Verified = (verified: boolean, code?: number, message?: string, headers?: HeadersInput) => void
 type VerifyClient = (info: { origin: string | undefined, secure: boolean, req: IncomingMessage }, done?: Verified) => boolean | undefined
@@ -227,7 +227,8 @@ function refuse (upgrade: Upgrading, log: HandshakeLogger, code?: number, messag
     upgrade.deny(errorDenial({ statusCode: 500, message: 'Internal Server Error' }), log)
     return
   }
-  pairs.unshift(['Content-Type', 'text/html'])
+  // ws's type unless verifyClient gave its own.
+  if (!hasHeader(pairs, 'content-type')) pairs.unshift(['Content-Type', 'text/html'])
   upgrade.deny({ status, headers: pairs, body: Buffer.from(message ?? STATUS_CODES[status] ?? '') }, log)
 }
 
