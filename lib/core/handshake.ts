@@ -326,6 +326,8 @@ export class Handshake {
     // The count may take a round trip to the store: the deadline runs, and the
     // owner watches for the client leaving, as while the decision was pending.
     this.watch()
+    // The owner may have found the client gone already.
+    if (this.#state !== 'admitting') return
     limiter.keeper.acquire(limits).then((admission) => {
       try {
         this.#admitted(admission, limiter, protocol, headers)

@@ -220,3 +220,20 @@ t.test('a store that fails after the client left: nothing more is sent', async (
   t.same(fake.calls, [['watch'], ['settled', 'gone', undefined]])
   t.notOk(fake.logs.includes('handshake refused: the connection limit store is unavailable'))
 })
+
+t.test('an owner that finds the client gone as it starts watching: the limits are not counted at all', async (t) => {
+  let asked = 0
+  const counting: LimitStore = {
+    acquire: async () => { asked++; return { ok: true } },
+    release: async () => {},
+    refresh: async () => {},
+    close: async () => {}
+  }
+  const fake = owner(ONE)
+  const engine = handshake(fake, limiter(t, counting))
+  fake.watch = () => { fake.calls.push(['watch']); engine.gone() }
+  engine.apply(accept())
+  await until(() => false)
+  t.equal(asked, 0)
+  t.same(fake.calls, [['watch'], ['settled', 'gone', undefined]])
+})
