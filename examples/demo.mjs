@@ -29,7 +29,8 @@ const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'warn' } })
 await app.register(fastifyWsGate, { handshakeTimeout: 3000, connectionLimits: { retryAfter: 10 } })
 
 // Counted after the handshake accepts, so only signed-in users hold places.
-const perUser = { key: (request) => `user:${request.query.user ?? 'guest'}`, max: 3 }
+// Shared: one count for both paths.
+const perUser = { key: (request) => `user:${request.query.user ?? 'guest'}`, max: 3, shared: true }
 
 // Prefers chat.v2; a client that offered subprotocols gets one it offered.
 function chooseProtocol (protocols) {

@@ -133,7 +133,7 @@ t.test('app.close() releases this node\'s leases in a store it was given, and le
   const closing = once(open.ws, 'close')
   await app.close()
   await closing
-  t.same(await store.acquire([{ key: 'k', max: 1 }], 'someone-else', 1000), { ok: true }, 'the place is free in the store, which still answers')
+  t.same(await store.acquire([{ key: '/ws k', max: 1 }], 'someone-else', 1000), { ok: true }, 'the place (the key under its route) is free in the store, which still answers')
 })
 
 t.test('options are checked at startup', async (t) => {
@@ -156,6 +156,7 @@ t.test('options are checked at startup', async (t) => {
     [{ websocket: true, connectionLimit: { max: 1 } }, 'each limit needs a key function'],
     [{ websocket: true, connectionLimit: { key: () => 'k', max: 1.5 } }, 'max must be a whole number'],
     [{ websocket: true, connectionLimit: [null] }, 'each limit needs a key function'],
+    [{ websocket: true, connectionLimit: { key: () => 'k', max: 1, shared: 'yes' } }, 'shared must be a boolean'],
     [{ connectionLimit: { key: () => 'k', max: 1 } }, 'needs websocket: true']
   ]
   for (const [route, message] of routes) {
@@ -210,4 +211,19 @@ t.test('an asgi() application whose accept waited for its limits, then was refus
 t.test('an app without connection limits counts no leases', async (t) => {
   const { app } = await start(t, (app) => { app.get('/ws', { websocket: true }, () => {}) })
   t.equal(app.wsGate.leases, 0)
+})
+
+t.test('a key counts for its route only, unless its limit is shared: then every route that shares it counts together', async (t) => {
+  const { port } = await start(t, (app) => {
+    app.get('/a', { websocket: true, connectionLimit: { key: () => 'user:1', max: 1 } }, () => {})
+    app.get('/b', { websocket: true, connectionLimit: { key: () => 'user:1', max: 1 } }, () => {})
+    app.get('/c', { websocket: true, connectionLimit: { key: () => 'user:1', max: 1, shared: true } }, () => {})
+    app.get('/d', { websocket: true, connectionLimit: { key: () => 'user:1', max: 1, shared: true } }, () => {})
+  })
+  const a = opened(await connectWs(port, '/a'))
+  const b = opened(await connectWs(port, '/b'))
+  t.equal(denied(await connectWs(port, '/a')).statusCode, 429, 'route /a counts its own')
+  const c = opened(await connectWs(port, '/c'))
+  t.equal(denied(await connectWs(port, '/d')).statusCode, 429, '/c and /d share user:1')
+  for (const outcome of [a, b, c]) outcome.ws.close()
 })

@@ -20,7 +20,15 @@ const DEFAULT_RETRY_AFTER = 5
 // could not be proved for leaseTtl: another node may have its place.
 const LEASE_LOST = 1013
 
-export type Rules = ReadonlyArray<ConnectionLimit<FastifyRequest>>
+/** A route's limit, checked: its key function, its max, and what its keys are counted under. */
+interface Rule {
+  readonly key: (request: FastifyRequest) => string | undefined
+  readonly max: number
+  /** The route's URL and a space, before each key; empty for a shared limit. */
+  readonly scope: string
+}
+
+export type Rules = readonly Rule[]
 
 /** This node's leases, and the connections that hold them. */
 export class Leases implements Limiter {
@@ -79,26 +87,32 @@ function isStore (store: unknown): store is LimitStore {
     typeof candidate.refresh === 'function' && typeof candidate.close === 'function'
 }
 
-/** A route's `connectionLimit` option, checked at startup: one rule or a list. */
-export function checkRules (option: unknown, where: string): Rules {
-  const rules = Array.isArray(option) ? option as unknown[] : [option]
-  if (rules.length === 0) throw new FST_WS_GATE_INVALID_ROUTE_OPTION('connectionLimit', where, 'must hold at least one limit')
-  for (const rule of rules) {
-    const { key, max } = (rule ?? {}) as Partial<ConnectionLimit>
+/**
+ * A route's `connectionLimit` option, checked at startup: one limit or a
+ * list. A key counts for its route only (it is counted under the route's
+ * URL), unless the limit is `shared`: then every route that gives the same
+ * key counts it together.
+ */
+export function checkRules (option: unknown, where: string, url: string): Rules {
+  const limits = Array.isArray(option) ? option as unknown[] : [option]
+  if (limits.length === 0) throw new FST_WS_GATE_INVALID_ROUTE_OPTION('connectionLimit', where, 'must hold at least one limit')
+  return limits.map((limit) => {
+    const { key, max, shared } = (limit ?? {}) as Partial<ConnectionLimit>
     if (typeof key !== 'function') throw new FST_WS_GATE_INVALID_ROUTE_OPTION('connectionLimit', where, 'each limit needs a key function')
     if (!Number.isInteger(max) || (max as number) < 0) throw new FST_WS_GATE_INVALID_ROUTE_OPTION('connectionLimit', where, `max must be a whole number, 0 or more, got ${String(max)}`)
-  }
-  return rules as Rules
+    if (shared !== undefined && typeof shared !== 'boolean') throw new FST_WS_GATE_INVALID_ROUTE_OPTION('connectionLimit', where, 'shared must be a boolean')
+    return { key, max: max as number, scope: shared === true ? '' : `${url} ` }
+  })
 }
 
 /** The limits one connection takes: each rule's key for this request, skipping those that gave undefined. */
 export function limitsOf (rules: Rules, request: FastifyRequest): LimitRequest[] {
   const limits: LimitRequest[] = []
-  for (const { key, max } of rules) {
+  for (const { key, max, scope } of rules) {
     const value: unknown = key(request)
     if (value === undefined) continue
     if (typeof value !== 'string') throw new TypeError(`a connectionLimit key must return a string or undefined, got ${describe(value)}`)
-    limits.push({ key: value, max })
+    limits.push({ key: scope + value, max })
   }
   return limits
 }

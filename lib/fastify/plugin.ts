@@ -555,7 +555,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     let rules: Rules | undefined
     if (connectionLimit !== undefined) {
       if (!isWebSocket) throw new FST_WS_GATE_INVALID_ROUTE_OPTION('connectionLimit', where, 'needs websocket: true')
-      rules = checkRules(connectionLimit, where)
+      rules = checkRules(connectionLimit, where, route.url)
     }
     // A HEAD route (including the one Fastify adds beside a GET) is never upgraded.
     if (methods.every((method) => method === 'HEAD')) return

@@ -28,10 +28,17 @@ export interface ConnectionLimitsOptions {
 
 /** One connection limit of a route: at most `max` open WebSockets per key. */
 export interface ConnectionLimit<Request = FastifyRequest> {
-  /** The key this connection counts against (`user:${id}`), computed after `handshake` accepts; undefined skips this limit. The same key on two routes is one count. */
+  /** The key this connection counts against (`user:${id}`), computed after `handshake` accepts; undefined skips this limit. */
   key: (request: Request) => string | undefined
   /** How many connections may hold the key at once: an integer, 0 or more. */
   max: number
+  /**
+   * false (the default): the key counts for this route only. true: every
+   * route whose shared limit gives the same key counts it together (a user's
+   * connections on all routes).
+   * @default false
+   */
+  shared?: boolean
 }
 
 export interface FastifyWsGateOptions {

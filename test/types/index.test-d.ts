@@ -181,7 +181,7 @@ console.log(via, injected)
     handshake: () => accept(),
     connectionLimit: [{ key: (request) => `room:${request.params.room}`, max: 100 }, { key: (request) => request.ip, max: 5 }]
   }, () => {})
-  const one: ConnectionLimit = { key: () => undefined, max: 1 }
+  const one: ConnectionLimit = { key: () => undefined, max: 1, shared: true }
   app.get('/one', { websocket: true, connectionLimit: one }, () => {})
   // @ts-expect-error a key returns a string or undefined
   app.get('/bad', { websocket: true, connectionLimit: { key: () => 42, max: 1 } }, () => {})
