@@ -211,5 +211,10 @@ export function checkWebSocketFields (version: string | undefined, protocols: st
       headers: [['Sec-WebSocket-Version', '13']]
     }
   }
-  return parseProtocols(protocols) ?? { error: new FST_WS_GATE_BAD_REQUEST('Invalid Sec-WebSocket-Protocol header'), headers: [] }
+  return parseProtocols(protocols) ?? badRequest('Invalid Sec-WebSocket-Protocol header')
+}
+
+/** A request a wire's checks refuse with 400. */
+export function badRequest (message: string): RequestProblem {
+  return { error: new FST_WS_GATE_BAD_REQUEST(message), headers: [] }
 }

@@ -325,23 +325,15 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
 
   function onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const checked = checkUpgrade(req, requireHost)
-    if (!Array.isArray(checked)) {
-      fastify.log.debug({ statusCode: checked.error.statusCode, reason: checked.error.message }, 'malformed WebSocket upgrade request')
-      refuseEarly(req, socket, 'rejected', checked.error, checked.headers)
-      return
-    }
-    if (closing) {
-      refuseEarly(req, socket, 'rejected', new FST_WS_GATE_SHUTTING_DOWN(), RETRY_LATER)
-      return
-    }
-    if (inflight >= maxPendingHandshakes) {
-      shed++
-      fastify.log.debug({ statusCode: 503, pending: inflight }, 'upgrade shed: too many pending handshakes')
-      refuseEarly(req, socket, 'shed', new FST_WS_GATE_OVERLOADED(maxPendingHandshakes), RETRY_LATER)
+    if (!Array.isArray(checked)) fastify.log.debug({ statusCode: checked.error.statusCode, reason: checked.error.message }, 'malformed WebSocket upgrade request')
+    const early = Array.isArray(checked) ? turnedAway(0) : checked
+    if (early !== undefined) {
+      publishEarly(req.url as string, outcomeOf(early), early.error.statusCode)
+      writeDenial(socket, errorDenial(early.error, early.headers), fastify.log, limits)
       return
     }
     const upgrade = new Upgrade(req.url as string, gate)
-    upgrade.wire = new Http1Upgrade(req, socket, head, checked, limits, upgrade)
+    upgrade.wire = new Http1Upgrade(req, socket, head, checked as string[], limits, upgrade)
     ;(req as GateRequest)[kUpgrade] = upgrade
     inflight++
     relay.forward(req, socket, head)
@@ -366,23 +358,10 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     const { headers } = req
     const stream = req.stream
     const checked = checkConnect(headers)
-    let early: RequestProblem | undefined
-    if (!Array.isArray(checked)) {
-      fastify.log.debug({ statusCode: checked.error.statusCode, reason: checked.error.message }, 'malformed WebSocket handshake over HTTP/2')
-      early = checked
-    } else if (closing) {
-      early = { error: new FST_WS_GATE_SHUTTING_DOWN(), headers: RETRY_LATER }
-    } else if (inflight >= maxPendingHandshakes) {
-      shed++
-      fastify.log.debug({ statusCode: 503, pending: inflight }, 'upgrade shed: too many pending handshakes')
-      early = { error: new FST_WS_GATE_OVERLOADED(maxPendingHandshakes), headers: RETRY_LATER }
-    } else if (((stream.session as PendingSession)[kSessionPending] ?? 0) >= MAX_PENDING_PER_SESSION) {
-      shed++
-      fastify.log.debug({ statusCode: 503, pending: MAX_PENDING_PER_SESSION }, 'upgrade shed: too many pending handshakes on one HTTP/2 session')
-      early = { error: new FST_WS_GATE_OVERLOADED(`${MAX_PENDING_PER_SESSION} on one HTTP/2 connection`), headers: RETRY_LATER }
-    }
+    if (!Array.isArray(checked)) fastify.log.debug({ statusCode: checked.error.statusCode, reason: checked.error.message }, 'malformed WebSocket handshake over HTTP/2')
+    const early = Array.isArray(checked) ? turnedAway((stream.session as PendingSession)[kSessionPending] ?? 0) : checked
     if (early !== undefined) {
-      publishEarly(req.url, early.error.code === 'FST_WS_GATE_OVERLOADED' ? 'shed' : 'rejected', early.error.statusCode)
+      publishEarly(req.url, outcomeOf(early), early.error.statusCode)
       writeStreamDenial(stream, errorDenial(early.error, early.headers), fastify.log, limits)
       return
     }
@@ -397,10 +376,20 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
     if (upgrade.route === null) wire.hold()
   }
 
-  // An upgrade answered before it has state of its own (malformed, shed, arriving during shutdown).
-  function refuseEarly (req: IncomingMessage, socket: Duplex, outcome: HandshakeEvent['outcome'], err: { statusCode: number, code: string, message: string }, extra: HeaderPairs): void {
-    publishEarly(req.url as string, outcome, err.statusCode)
-    writeDenial(socket, errorDenial(err, extra), fastify.log, limits)
+  // Why an upgrade that passed its checks is answered before routing: the
+  // server is closing, or too many are pending, on the server or on the one
+  // HTTP/2 connection (`onSession` of them) it came on.
+  function turnedAway (onSession: number): RequestProblem | undefined {
+    if (closing) return { error: new FST_WS_GATE_SHUTTING_DOWN(), headers: RETRY_LATER }
+    const full = inflight >= maxPendingHandshakes
+    if (!full && onSession < MAX_PENDING_PER_SESSION) return undefined
+    shed++
+    if (full) {
+      fastify.log.debug({ statusCode: 503, pending: inflight }, 'upgrade shed: too many pending handshakes')
+      return { error: new FST_WS_GATE_OVERLOADED(maxPendingHandshakes), headers: RETRY_LATER }
+    }
+    fastify.log.debug({ statusCode: 503, pending: onSession }, 'upgrade shed: too many pending handshakes on one HTTP/2 connection')
+    return { error: new FST_WS_GATE_OVERLOADED(`${MAX_PENDING_PER_SESSION} on one HTTP/2 connection`), headers: RETRY_LATER }
   }
 
   // What @fastify/websocket does once ws has a connection for a route: the
@@ -445,7 +434,7 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
   wss.handleUpgrade = function gateHandleUpgrade (req: IncomingMessage, socket: Duplex, _head: Buffer, done: (ws: WebSocket, req: IncomingMessage) => void) {
     const upgrade = upgradeOf(req)
     // Only HTTP/1.1 upgrades come here: @fastify/websocket never sees an HTTP/2 one.
-    if (upgrade === undefined || !(upgrade.wire as Http1Upgrade).admitted) {
+    if (upgrade === undefined || !upgrade.wire.admitted) {
       const err = new FST_WS_GATE_UNGATED_ROUTE(`ws's handleUpgrade() for ${JSON.stringify(req.url)}`)
       fastify.log.error({ err }, 'upgrade refused: it did not pass the gate')
       if (upgrade === undefined) {
@@ -625,6 +614,11 @@ const plugin: FastifyPluginAsync<FastifyWsGateOptions> = async function fastifyW
 
 const INTERNAL_ERROR = { statusCode: 500, message: 'Internal Server Error' }
 const ALLOW_GET: HeaderPairs = [['Allow', 'GET']]
+
+// The outcome of an upgrade answered before routing.
+function outcomeOf (early: RequestProblem): HandshakeEvent['outcome'] {
+  return early.error instanceof FST_WS_GATE_OVERLOADED ? 'shed' : 'rejected'
+}
 
 // @fastify/websocket's, for a connection it did not see (one over HTTP/2).
 function defaultErrorHandler (error: Error, socket: WebSocket, request: FastifyRequest): void {

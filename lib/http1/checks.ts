@@ -2,8 +2,8 @@
 // made before any application code sees it: what is malformed gets its
 // status here, the rest the subprotocols it offers.
 import type { IncomingHttpHeaders } from 'node:http'
-import { FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_METHOD_NOT_ALLOWED } from '../errors.js'
-import { checkWebSocketFields, trimOWS, type RequestProblem } from '../core/headers.js'
+import { FST_WS_GATE_METHOD_NOT_ALLOWED } from '../errors.js'
+import { badRequest, checkWebSocketFields, trimOWS, type RequestProblem } from '../core/headers.js'
 
 export interface UpgradeRequest {
   method?: string
@@ -45,7 +45,7 @@ export function checkUpgrade (req: UpgradeRequest, requireHost: boolean): string
     return { error: new FST_WS_GATE_METHOD_NOT_ALLOWED(req.method), headers: [['Allow', 'GET']] }
   }
   if (req.httpVersion !== '1.1') {
-    return bad('A WebSocket upgrade needs HTTP/1.1')
+    return badRequest('A WebSocket upgrade needs HTTP/1.1')
   }
   const { headers } = req
   for (const name of CHECKED) {
@@ -53,19 +53,19 @@ export function checkUpgrade (req: UpgradeRequest, requireHost: boolean): string
     if (value === undefined || typeof value === 'string') continue
     // A number becomes the text a client would have sent, so that ws, which
     // reads these headers again, sees it as such.
-    if (typeof value !== 'number') return bad(`Invalid ${name} header`)
+    if (typeof value !== 'number') return badRequest(`Invalid ${name} header`)
     headers[name] = String(value)
   }
   // RFC 9112 §3.2: exactly one Host.
   if (headers.host === undefined ? requireHost : hostRepeated(req.rawHeaders)) {
-    return bad('A request needs exactly one Host header')
+    return badRequest('A request needs exactly one Host header')
   }
   if (!isWebSocketUpgrade(headers.upgrade)) {
-    return bad('Missing or invalid Upgrade header: expected "websocket"')
+    return badRequest('Missing or invalid Upgrade header: expected "websocket"')
   }
   const key = headers['sec-websocket-key']
   if (key === undefined || !isWebSocketKey(key)) {
-    return bad('Missing or invalid Sec-WebSocket-Key header')
+    return badRequest('Missing or invalid Sec-WebSocket-Key header')
   }
   return checkWebSocketFields(headers['sec-websocket-version'], headers['sec-websocket-protocol'])
 }
@@ -86,10 +86,6 @@ function hostRepeated (raw: string[] | undefined): boolean {
 /** Whether an Upgrade header asks for WebSocket. */
 export function isWebSocketUpgrade (upgrade: string | undefined): boolean {
   return upgrade !== undefined && (upgrade === 'websocket' || trimOWS(upgrade).toLowerCase() === 'websocket')
-}
-
-function bad (message: string): RequestProblem {
-  return { error: new FST_WS_GATE_BAD_REQUEST(message), headers: [] }
 }
 
 /** Whether a Connection header lists the `upgrade` option (RFC 9110 §7.6.1). */

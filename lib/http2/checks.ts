@@ -4,8 +4,8 @@
 // subprotocols it offers. There is no key, no Upgrade and no Connection
 // header over HTTP/2: the stream is the connection.
 import type { IncomingHttpHeaders } from 'node:http2'
-import { FST_WS_GATE_BAD_REQUEST, FST_WS_GATE_METHOD_NOT_ALLOWED } from '../errors.js'
-import { checkWebSocketFields, type RequestProblem } from '../core/headers.js'
+import { FST_WS_GATE_METHOD_NOT_ALLOWED } from '../errors.js'
+import { badRequest, checkWebSocketFields, type RequestProblem } from '../core/headers.js'
 
 /**
  * The subprotocols offered, or the reason the request cannot be a WebSocket
@@ -21,15 +21,11 @@ export function checkConnect (headers: IncomingHttpHeaders): string[] | RequestP
     return { error: new FST_WS_GATE_METHOD_NOT_ALLOWED('CONNECT without :protocol'), headers: [['Allow', 'GET']] }
   }
   if (protocol !== 'websocket' && protocol.toLowerCase() !== 'websocket') {
-    return bad(`Unsupported :protocol ${JSON.stringify(protocol)}: expected "websocket"`)
+    return badRequest(`Unsupported :protocol ${JSON.stringify(protocol)}: expected "websocket"`)
   }
   const scheme = headers[':scheme']
   if (scheme !== 'https' && scheme !== 'http') {
-    return bad('An extended CONNECT needs :scheme "https" or "http"')
+    return badRequest('An extended CONNECT needs :scheme "https" or "http"')
   }
   return checkWebSocketFields(headers['sec-websocket-version'], headers['sec-websocket-protocol'])
-}
-
-function bad (message: string): RequestProblem {
-  return { error: new FST_WS_GATE_BAD_REQUEST(message), headers: [] }
 }
